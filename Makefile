@@ -1,0 +1,33 @@
+# runbook — developer entry points. See README.md and DEVELOPERS.md.
+GO       ?= go
+BIN      := bin/runbook
+PKGS     := ./...
+
+.PHONY: all build test vet fmt deps schema fuzz demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/runbook
+
+deps:
+	@scripts/ensure-deps
+
+## test: everything CI checks — formatting, vet, and the full test suite against real PostgreSQL.
+test: deps
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+## schema: regenerate schema/runbook.schema.json from the Go definitions.
+schema:
+	$(GO) run ./cmd/runbook schema > schema/runbook.schema.json
+
+## fuzz: fuzz the runbook loader (FUZZTIME=10m make fuzz).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./schema -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,109 @@
+package actions
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/runbookhq/runbook/internal/redact"
+	"github.com/runbookhq/runbook/schema"
+)
+
+// Context is what an action sees while it runs one attempt of its step. The
+// executor builds it; actions use nothing else of the run.
+type Context struct {
+	Step *schema.Step
+	// Env evaluates the step's templates: params, earlier steps' outputs,
+	// connection facts, run facts.
+	Env *schema.Env
+	// Log is the step's logger. Secrets are masked at its writer; an action
+	// still never logs a connection string or a secret param on purpose.
+	Log zerolog.Logger
+	// Conns opens and describes the runbook's connections.
+	Conns Conns
+	// Redact masks secrets in text an action produces (child output, errors).
+	Redact *redact.Redactor
+	// Dir is the runbook's directory (relative files, shell's dir); "" for a
+	// built-in runbook.
+	Dir string
+	// Journal records, durably, what must survive a crash inside the step.
+	Journal Journal
+	// Approver decides confirm steps.
+	Approver Approver
+	// Terminal is where progress lines go when the output is a terminal; nil
+	// otherwise.
+	Terminal io.Writer
+	// Attempt is the attempt number, from 1.
+	Attempt int
+}
+
+// Conns gives actions the runbook's connections.
+type Conns interface {
+	// Conn returns the named connection's session, connecting on first use.
+	Conn(ctx context.Context, name string) (*pgx.Conn, error)
+	// ChildEnv returns the libpq environment (PGHOST, PGPORT, PGUSER,
+	// PGDATABASE, PGSSLMODE, PGPASSFILE …) that lets a child process reach the
+	// named connection, without the password ever being in its argv.
+	ChildEnv(ctx context.Context, name string) ([]string, error)
+}
+
+// Approver decides whether a confirm step may go on.
+type Approver interface {
+	// Approve asks for (or finds) approval of the step; it returns how it was
+	// given ("terminal", "--yes", "--approve") and who gave it, or an error
+	// (ErrApprovalRequired when nobody can approve now).
+	Approve(ctx context.Context, stepID, message string) (Approval, error)
+}
+
+// Approval records who approved a confirm step, when and how.
+type Approval struct {
+	By  string    `json:"by"`
+	How string    `json:"how"`
+	At  time.Time `json:"at"`
+}
+
+// Journal is the step's durable record inside the state file. The executor's
+// implementation makes every call durable (fsync) before returning; a crash
+// after a call returns loses nothing the call recorded.
+type Journal interface {
+	// Resume returns what an earlier, interrupted run of this step recorded,
+	// after the executor has settled any transaction whose commit was in doubt
+	// (Done then counts it). Nil when the step starts afresh.
+	Resume() *Progress
+	// Freeze records a generate step's statement list before the first runs.
+	Freeze(statements []string) error
+	// BeforeCommit records that a transaction is about to commit. After a
+	// crash, resume asks the server (pg_xact_status) whether it did.
+	BeforeCommit(ctx context.Context, tx PendingTx) error
+	// Committed records that the transaction of the last BeforeCommit committed.
+	Committed(tx PendingTx) error
+}
+
+// Progress is a step's durable progress.
+type Progress struct {
+	// Statements is a generate step's frozen list.
+	Statements []string `json:"statements,omitempty"`
+	// Done counts the statements known committed.
+	Done int `json:"done"`
+	// Outputs are the outputs recorded with the last commit, so that a step
+	// whose commit is settled as done after a crash still has them.
+	Outputs Outputs `json:"outputs,omitempty"`
+}
+
+// PendingTx identifies a transaction about to commit.
+type PendingTx struct {
+	Conn string `json:"conn"`
+	// XID is pg_current_xact_id() of the transaction.
+	XID uint64 `json:"xid"`
+	// BackendPID and BackendStart identify the server process, so that resume
+	// can end a transaction the dead client left open, and only that one.
+	BackendPID   uint32    `json:"backend_pid"`
+	BackendStart time.Time `json:"backend_start"`
+	// Done is the step's statement count once this transaction commits.
+	Done int `json:"done"`
+	// Outputs are the step's outputs once this transaction commits.
+	Outputs Outputs `json:"outputs,omitempty"`
+}

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/runbookhq/runbook/runbooks"
+	"github.com/runbookhq/runbook/schema"
+)
+
+// paramFlags are the [params] flags of SPEC §4.
+type paramFlags struct {
+	varsFiles []string
+	vars      []string
+}
+
+func (p *paramFlags) register(c *cobra.Command) {
+	c.Flags().StringArrayVar(&p.varsFiles, "vars", nil, "vars file: a YAML map of param values (repeatable; later files win)")
+	c.Flags().StringArrayVar(&p.vars, "var", nil, "param value NAME=VALUE (repeatable; wins over vars files)")
+}
+
+// load loads a runbook (a file or builtin:NAME) and resolves its params.
+func (p *paramFlags) load(ref string) (*schema.Runbook, schema.Values, error) {
+	rb, err := runbooks.Load(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	vals, err := rb.ResolveParams(schema.ParamInputs{VarsFiles: p.varsFiles, Vars: p.vars})
+	if err != nil {
+		return rb, nil, err
+	}
+	return rb, vals, nil
+}

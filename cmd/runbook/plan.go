@@ -1,0 +1,50 @@
+package main
+
+import (
+	"encoding/json"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runbookhq/runbook/executor"
+)
+
+func newPlanCmd(s *streams) *cobra.Command {
+	var pf paramFlags
+	var format string
+	c := &cobra.Command{
+		Use:   "plan FILE",
+		Short: "Show exactly what a run would do, and the plan's digest",
+		Long: `plan resolves a runbook with its params as far as possible without
+connecting: each param's value and where it came from (secrets as ***), each
+connection's host, port, database and user, and each step with its templates
+evaluated. Values that only the run can know are marked "(at run time)".
+The plan digest changes whenever anything that would run changes.
+--format json prints the documented, stable shape of docs/plan.md.`,
+		Example: `  runbook plan migrate.yaml --vars customers/acme.yaml
+  runbook plan migrate.yaml --vars acme.yaml --format json > acme-plan.json`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if format != "text" && format != "json" {
+				return usagef("--format must be text or json, not %q", format)
+			}
+			rb, vals, err := pf.load(args[0])
+			if err != nil {
+				return err
+			}
+			p, err := executor.NewPlan(rb, vals)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				enc := json.NewEncoder(s.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(p)
+			}
+			p.WriteText(s.out)
+			return nil
+		},
+	}
+	pf.register(c)
+	c.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	return c
+}
