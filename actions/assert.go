@@ -3,6 +3,12 @@ package actions
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runbookhq/runbook/schema"
 )
@@ -40,6 +46,9 @@ func (a *Assert) Validate(v *schema.Validation) {
 		if a.On.Name != "" {
 			v.Errorf(a.Keys["on"], "compare names the connections; drop on")
 		}
+		if len(a.Compare) == 2 && a.Compare[0].Name != "" && a.Compare[0].Name == a.Compare[1].Name {
+			v.Errorf(a.Compare[1].Pos, "compare takes two different connections")
+		}
 		return
 	}
 	if len(a.That) == 0 {
@@ -53,7 +62,278 @@ func (a *Assert) Validate(v *schema.Validation) {
 	}
 }
 
+// AssertionError is an assertion that did not hold: the expression (or
+// "compare A B") and the message shown.
+type AssertionError struct {
+	Expr    string
+	Message string
+}
+
+func (e *AssertionError) Error() string { return e.Message }
+
 // Run implements Runner.
+//
+// With a query, its rows (values as JSONValue gives them) are row (the first,
+// or an empty map) and rows in that and message, and the outputs row (nil
+// without rows) and rows. Every expression is logged as an "assert.result"
+// event with the row it saw and its outcome. With compare, the query runs on
+// both connections at once and the results are compared row by row as they
+// stream in (text form of the values, NULL distinct from the empty string), in bounded
+// memory; the outputs are rows (the count). A failure is an
+// *AssertionError; the executor's retry makes an assert a wait-until.
 func (a *Assert) Run(ctx context.Context, rc *Context) (Outputs, error) {
-	return nil, errors.New("Assert: not implemented yet")
+	if len(a.Compare) > 0 {
+		return a.compare(ctx, rc)
+	}
+	env := *rc.Env
+	out := Outputs{}
+	if !a.Query.IsZero() {
+		q, err := a.Query.String(rc.Env)
+		if err != nil {
+			return nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
+		}
+		args, err := evalArgs(a.Args, rc.Env)
+		if err != nil {
+			return nil, rc.Redact.Error(err)
+		}
+		conn, err := rc.Conns.Conn(ctx, a.On.Name)
+		if err != nil {
+			return nil, err
+		}
+		rows, _, err := queryMaps(ctx, conn, q, args)
+		if err != nil {
+			return nil, queryError(ctx, rc, "assert query", q, err)
+		}
+		env.Rows, env.Row = rows, map[string]any{}
+		out["rows"], out["row"] = rows, nil
+		if len(rows) > 0 {
+			env.Row, out["row"] = rows[0], rows[0]
+		}
+	}
+	for i := range a.That {
+		e := &a.That[i]
+		ok, err := e.Bool(&env)
+		ev := rc.Log.Info()
+		if err != nil || !ok {
+			ev = rc.Log.Warn()
+		}
+		ev = ev.Str("event", "assert.result").Str("expr", e.Src)
+		if !a.Query.IsZero() {
+			ev = ev.Interface("row", env.Row).Int("rows", len(env.Rows))
+		}
+		switch {
+		case err != nil:
+			ev.Str("outcome", "error").Str("error", err.Error()).Msg("assertion could not be evaluated")
+			return nil, rc.Redact.Error(fmt.Errorf("that: %w", err))
+		case ok:
+			ev.Str("outcome", "pass").Msg("assertion holds")
+			continue
+		}
+		msg := "assertion failed: " + strings.TrimSpace(e.Src)
+		if !a.Message.IsZero() {
+			if m, err := a.Message.String(&env); err == nil {
+				msg = m
+			} else {
+				msg += " (message: " + err.Error() + ")"
+			}
+		}
+		ev.Str("outcome", "fail").Msg(msg)
+		return nil, rc.Redact.Error(&AssertionError{Expr: e.Src, Message: msg})
+	}
+	return out, nil
+}
+
+// nullText stands for NULL in a row's text form: PostgreSQL's text output
+// never contains a NUL byte.
+const nullText = "\x00"
+
+// side streams one connection's result rows, in text form, in batches.
+type side struct {
+	name string
+	ch   chan [][]string
+	err  error
+	n    int
+}
+
+func (a *Assert) compare(ctx context.Context, rc *Context) (Outputs, error) {
+	if len(a.Compare) != 2 {
+		return nil, fmt.Errorf("compare takes exactly two connections, not %d", len(a.Compare))
+	}
+	q, err := a.Query.String(rc.Env)
+	if err != nil {
+		return nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
+	}
+	args, err := evalArgs(a.Args, rc.Env)
+	if err != nil {
+		return nil, rc.Redact.Error(err)
+	}
+	var conns [2]*pgx.Conn
+	for i, c := range a.Compare {
+		if conns[i], err = rc.Conns.Conn(ctx, c.Name); err != nil {
+			return nil, err
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sides := [2]*side{{name: a.Compare[0].Name}, {name: a.Compare[1].Name}}
+	var wg sync.WaitGroup
+	for i, s := range sides {
+		s.ch = make(chan [][]string, 2)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(s.ch)
+			s.err = streamRows(cctx, conns[i], q, args, s.ch)
+			if s.err != nil {
+				cancel()
+			}
+		}()
+	}
+	show := a.Diff
+	if show <= 0 {
+		show = 10
+	}
+	var diffs []string
+	differing := 0
+	var bufs [2][][]string
+	next := func(i int) ([]string, bool) {
+		for len(bufs[i]) == 0 {
+			b, ok := <-sides[i].ch
+			if !ok {
+				return nil, false
+			}
+			bufs[i] = b
+		}
+		r := bufs[i][0]
+		bufs[i] = bufs[i][1:]
+		sides[i].n++
+		return r, true
+	}
+	for row := 1; ; row++ {
+		ra, okA := next(0)
+		rb, okB := next(1)
+		if !okA && !okB {
+			break
+		}
+		if okA && okB && equalRows(ra, rb) {
+			continue
+		}
+		differing++
+		if len(diffs) < show {
+			diffs = append(diffs, fmt.Sprintf("row %d: %s=%s %s=%s", row, sides[0].name, renderRow(ra, okA), sides[1].name, renderRow(rb, okB)))
+		}
+	}
+	wg.Wait()
+	// A failure on one side cancels the other: report the first failure
+	// that is not that cancellation.
+	byCancel := func(err error) bool {
+		var pgErr *pgconn.PgError
+		return ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.As(err, &pgErr) && pgErr.Code == "57014")
+	}
+	failed := -1
+	for i, s := range sides {
+		if s.err != nil && (failed < 0 || byCancel(sides[failed].err) && !byCancel(s.err)) {
+			failed = i
+		}
+	}
+	if failed >= 0 {
+		return nil, queryError(ctx, rc, "compare query on "+sides[failed].name, q, sides[failed].err)
+	}
+	nA, nB := sides[0].n, sides[1].n
+	expr := "compare " + sides[0].name + " " + sides[1].name
+	ev := rc.Log.Info()
+	if differing > 0 {
+		ev = rc.Log.Warn()
+	}
+	ev = ev.Str("event", "assert.result").Str("expr", expr).Int("rows_"+sides[0].name, nA).
+		Int("rows_"+sides[1].name, nB).Int("differing", differing).Strs("diff", diffs)
+	if differing == 0 {
+		ev.Str("outcome", "pass").Msg("results are equal")
+		return Outputs{"rows": nA}, nil
+	}
+	ev.Str("outcome", "fail").Msg("results differ")
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: results differ in %d row(s) (%s: %d rows, %s: %d rows)", expr, differing, sides[0].name, nA, sides[1].name, nB)
+	for _, d := range diffs {
+		b.WriteString("\n  " + d)
+	}
+	if differing > len(diffs) {
+		fmt.Fprintf(&b, "\n  … and %d more", differing-len(diffs))
+	}
+	return nil, rc.Redact.Error(&AssertionError{Expr: expr, Message: b.String()})
+}
+
+// streamRows runs the query and sends its rows in text form, in batches.
+func streamRows(ctx context.Context, conn *pgx.Conn, q string, args []any, ch chan<- [][]string) error {
+	rows, err := conn.Query(ctx, q, append([]any{pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	const size = 256
+	batch := make([][]string, 0, size)
+	for rows.Next() {
+		raw := rows.RawValues()
+		r := make([]string, len(raw))
+		for i, v := range raw {
+			if v == nil {
+				r[i] = nullText
+			} else {
+				r[i] = string(v)
+			}
+		}
+		if batch = append(batch, r); len(batch) == size {
+			select {
+			case ch <- batch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			batch = make([][]string, 0, size)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		select {
+		case ch <- batch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func equalRows(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// renderRow shows a row as (v1, v2, NULL); a missing row as (missing).
+func renderRow(r []string, ok bool) string {
+	if !ok {
+		return "(missing)"
+	}
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, v := range r {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if v == nullText {
+			b.WriteString("NULL")
+		} else {
+			b.WriteString(clip(v, 200))
+		}
+	}
+	b.WriteByte(')')
+	return b.String()
 }

@@ -2,7 +2,7 @@ package actions
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	"github.com/runbookhq/runbook/schema"
 )
@@ -19,7 +19,18 @@ func init() {
 // Kind implements schema.Action.
 func (*Confirm) Kind() string { return "confirm" }
 
-// Run implements Runner.
+// Run implements Runner: the approver decides (a terminal prompt, --yes,
+// --approve ID); who approved, when and how is logged as confirm.approved.
 func (a *Confirm) Run(ctx context.Context, rc *Context) (Outputs, error) {
-	return nil, errors.New("Confirm: not implemented yet")
+	msg, err := a.Message.String(rc.Env)
+	if err != nil {
+		return nil, fmt.Errorf("message: %w", err)
+	}
+	ap, err := rc.Approver.Approve(ctx, rc.Step.ID, msg)
+	if err != nil {
+		return nil, err
+	}
+	rc.Log.Info().Str("event", "confirm.approved").Str("by", ap.By).Str("how", ap.How).Time("at", ap.At).
+		Str("prompt", msg).Msgf("approved by %s (%s)", ap.By, ap.How)
+	return Outputs{"approved_by": ap.By, "approved_how": ap.How, "approved_at": ap.At.Format("2006-01-02T15:04:05Z07:00")}, nil
 }

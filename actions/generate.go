@@ -3,7 +3,15 @@ package actions
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/runbookhq/runbook/internal/sqlsplit"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -64,6 +72,421 @@ func (a *Generate) Validate(v *schema.Validation) {
 }
 
 // Run implements Runner.
+//
+// The generator query runs first (its cells in text form, as psql shows them)
+// and the list is frozen in the journal before the first statement runs; a
+// resumed step uses the frozen list and starts at the first statement not
+// known committed, never running the query again.
+//
+// Every transaction follows the journal's protocol: its statements, then its
+// transaction id, BeforeCommit, COMMIT, Committed. To keep that at one round
+// trip per transaction, the COMMIT of a transaction travels in the pipeline
+// of the next one:
+//
+//	COMMIT (previous) · BEGIN · statement(s) · SELECT pg_current_xact_id() · Sync
+//
+// so each: one round trip per statement (as psql's \gexec in autocommit),
+// batch: one per batch_size statements, all: one for everything (sent in
+// chunks). The last transaction's COMMIT goes alone.
+//
+// A statement that cannot run in a transaction block (VACUUM, CREATE INDEX
+// CONCURRENTLY, CREATE DATABASE …: SQLSTATE 25001) is, with each or batch,
+// run again on its own in autocommit. That run is not exactly-once protected:
+// there is no transaction id to ask the server about, so if runbook dies
+// after the statement and before the journal records it, resume runs it
+// again. A warning says so. Its progress is recorded with Committed alone
+// (XID 0, no BeforeCommit).
+//
+// With batch, a failing statement rolls back its batch; the statements of the
+// batch before it are then committed as one transaction, so what is committed
+// is what each would have committed, and the failure names the statement.
 func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
-	return nil, errors.New("Generate: not implemented yet")
+	g := &genRun{a: a, rc: rc, target: a.Target()}
+	if p := rc.Journal.Resume(); p != nil && (p.Statements != nil || p.Done > 0) {
+		if p.Statements == nil || p.Done > len(p.Statements) || p.Done < 0 {
+			return nil, fmt.Errorf("the journal records %d statements done of a frozen list of %d: cannot resume", p.Done, len(p.Statements))
+		}
+		g.list, g.done = p.Statements, p.Done
+		rc.Log.Info().Str("event", "generate.resume").Int("statements", len(g.list)).Int("done", g.done).
+			Msg("resuming with the frozen statement list")
+	} else {
+		list, err := a.generate(ctx, rc)
+		if err != nil {
+			return nil, err
+		}
+		if err := rc.Journal.Freeze(list); err != nil {
+			return nil, err
+		}
+		g.list = list
+	}
+	if g.done < len(g.list) {
+		if err := g.exec(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return g.outputs(g.done), nil
+}
+
+// generate runs the generator query and returns its non-null cells in row
+// order, then column order.
+func (a *Generate) generate(ctx context.Context, rc *Context) ([]string, error) {
+	q, err := a.Query.String(rc.Env)
+	if err != nil {
+		return nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
+	}
+	args, err := evalArgs(a.Args, rc.Env)
+	if err != nil {
+		return nil, rc.Redact.Error(err)
+	}
+	conn, err := rc.Conns.Conn(ctx, a.On.Name)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	list := []string{}
+	rows, err := conn.Query(ctx, q, append([]any{pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
+	if err == nil {
+		for rows.Next() {
+			for _, v := range rows.RawValues() {
+				if v != nil {
+					list = append(list, string(v))
+				}
+			}
+		}
+		rows.Close()
+		err = rows.Err()
+	}
+	if err != nil {
+		return nil, queryError(ctx, rc, "generator query", q, err)
+	}
+	rc.Log.Info().Str("event", "generate.query").Str("sql", q).Int("statements", len(list)).
+		Dur("duration", time.Since(start)).Msg("generated statements")
+	return list, nil
+}
+
+// genRun is one attempt of a generate step.
+type genRun struct {
+	a      *Generate
+	rc     *Context
+	target string
+	list   []string
+	done   int // statements known committed
+
+	pc         *pgconn.PgConn
+	pid        uint32
+	start      time.Time
+	prep       *prepared
+	pend       PendingTx // recorded by BeforeCommit, COMMIT not yet sent
+	pendFrom   int       // the first statement of pend
+	hasPending bool
+
+	// The unit (transaction) being sent: its statements as pieces (a cell
+	// holding several statements is split, as the server would), the cell
+	// each piece belongs to (nil: piece k is cell first+k) and its offset in
+	// the cell.
+	first  int
+	pieces []string
+	owner  []int
+	offs   []int
+	// Per cell of the unit: rows and duration summed over its pieces.
+	rows   int64
+	dur    time.Duration
+	rerun  bool
+	doneFn func(k int, tag pgconn.CommandTag, d time.Duration)
+
+	prog progressLine
+}
+
+func (g *genRun) outputs(executed int) Outputs {
+	return Outputs{"statements": len(g.list), "executed": executed}
+}
+
+func (g *genRun) exec(ctx context.Context) error {
+	conn, err := g.rc.Conns.Conn(ctx, g.target)
+	if err != nil {
+		return err
+	}
+	g.pc = conn.PgConn()
+	if g.pid, g.start, err = backendIdentity(ctx, g.pc); err != nil {
+		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("reading the backend's identity: %w", err)))
+	}
+	if g.prep, err = prepare(ctx, g.pc); err != nil {
+		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("preparing: %w", err)))
+	}
+	defer func() { g.prep.release(ctx, g.pc) }()
+	g.doneFn = g.pieceDone
+	g.prog = progressLine{w: g.rc.Terminal, total: len(g.list)}
+	defer g.prog.clear()
+	n := len(g.list)
+	size := g.a.Batch()
+	if size == 0 {
+		size = n
+	}
+	for i := g.done; i < n; {
+		if err := ctx.Err(); err != nil {
+			return g.abort(ctx, err)
+		}
+		end := min(i+size, n)
+		g.unit(i, end)
+		t := trip{commit: g.hasPending, begin: true, stmts: g.pieces, xid: xidSQL, prep: g.prep, done: g.doneFn}
+		res := t.run(ctx, g.pc)
+		if res.committed {
+			if err := g.committed(); err != nil {
+				endTx(ctx, g.pc)
+				return err
+			}
+		}
+		if res.err == nil {
+			if err := g.beforeCommit(ctx, res.xid, i, end); err != nil {
+				return err
+			}
+			i = end
+			g.prog.update(i)
+			continue
+		}
+		endTx(ctx, g.pc)
+		var pgErr *pgconn.PgError
+		isPg := errors.As(res.err, &pgErr)
+		switch {
+		case res.failed == atCommit:
+			logCommitError(g.rc.Log, res.err)
+			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pend.Done, res.err)))
+		case res.failed < 0 || res.failed >= len(g.pieces) || !isPg:
+			return g.rc.Redact.Error(withCtx(ctx, g.pieceErr(res.failed, res.err)))
+		}
+		f := g.cellOf(res.failed)
+		outside := pgErr.Code == "25001" && g.a.Mode() != "all" && ctx.Err() == nil
+		var failure error
+		if !outside {
+			failure = g.pieceErr(res.failed, res.err) // before commitPrefix replaces the unit
+		}
+		if g.a.Mode() == "batch" && f > i {
+			if err := g.commitPrefix(ctx, i, f); err != nil {
+				return err
+			}
+		}
+		if !outside {
+			return g.rc.Redact.Error(withCtx(ctx, failure))
+		}
+		if err := g.autocommit(ctx, f); err != nil {
+			return err
+		}
+		i = f + 1
+		g.prog.update(i)
+	}
+	if g.hasPending {
+		c := trip{commit: true}
+		if res := c.run(ctx, g.pc); res.err != nil {
+			endTx(ctx, g.pc)
+			logCommitError(g.rc.Log, res.err)
+			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pend.Done, res.err)))
+		}
+		if err := g.committed(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// abort ends the run when ctx is done between round trips: the transaction
+// recorded by BeforeCommit is rolled back, not committed (the executor settles
+// it from the server).
+func (g *genRun) abort(ctx context.Context, err error) error {
+	endTx(ctx, g.pc)
+	return err
+}
+
+func (g *genRun) beforeCommit(ctx context.Context, xid uint64, from, done int) error {
+	g.pendFrom = from
+	g.pend = PendingTx{Conn: g.target, XID: xid, BackendPID: g.pid, BackendStart: g.start, Done: done, Outputs: g.outputs(done)}
+	if err := g.rc.Journal.BeforeCommit(ctx, g.pend); err != nil {
+		endTx(ctx, g.pc)
+		return err
+	}
+	g.hasPending = true
+	return nil
+}
+
+func (g *genRun) committed() error {
+	g.hasPending = false
+	g.done = g.pend.Done
+	return g.rc.Journal.Committed(g.pend)
+}
+
+// commitPrefix runs the cells from..to-1 again (their batch was rolled back)
+// and commits them as one transaction.
+func (g *genRun) commitPrefix(ctx context.Context, from, to int) error {
+	g.rc.Log.Warn().Str("event", "generate.rerun").Int("from", from).Int("to", to-1).
+		Msg("the batch was rolled back; running the statements before the failing one again, in one transaction")
+	g.unit(from, to)
+	g.rerun = true
+	defer func() { g.rerun = false }()
+	t := trip{begin: true, stmts: g.pieces, xid: xidSQL, prep: g.prep, done: g.doneFn}
+	res := t.run(ctx, g.pc)
+	if res.err != nil {
+		endTx(ctx, g.pc)
+		return g.rc.Redact.Error(withCtx(ctx, g.pieceErr(res.failed, res.err)))
+	}
+	if err := g.beforeCommit(ctx, res.xid, from, to); err != nil {
+		return err
+	}
+	c := trip{commit: true}
+	if res := c.run(ctx, g.pc); res.err != nil {
+		endTx(ctx, g.pc)
+		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT: %w", res.err)))
+	}
+	return g.committed()
+}
+
+// autocommit runs cell f on its own, outside a transaction block.
+func (g *genRun) autocommit(ctx context.Context, f int) error {
+	g.rc.Log.Warn().Str("event", "generate.autocommit").Int("index", f).Str("sql", g.list[f]).
+		Msg("the statement cannot run inside a transaction block: running it on its own in autocommit; " +
+			"it is not protected against running twice if runbook dies before its completion is recorded")
+	start := time.Now()
+	rows, err := execSimple(ctx, g.pc, g.list[f])
+	if err != nil {
+		endTx(ctx, g.pc)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			e := g.genError(f, g.list[f], 0, pgErr)
+			logSQLError(g.rc.Log, e)
+			err = e
+		} else {
+			err = fmt.Errorf("generated statement %d of %d: %w", f+1, len(g.list), err)
+		}
+		return g.rc.Redact.Error(withCtx(ctx, err))
+	}
+	g.logStmt(f, rows, time.Since(start))
+	g.done = f + 1
+	if err := g.rc.Journal.Committed(PendingTx{Conn: g.target, Done: f + 1, Outputs: g.outputs(f + 1)}); err != nil {
+		return err
+	}
+	// The statement may have been DISCARD ALL: prepare again.
+	g.prep.release(ctx, g.pc)
+	if g.prep, err = prepare(ctx, g.pc); err != nil {
+		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("preparing: %w", err)))
+	}
+	return nil
+}
+
+// unit prepares cells from..to-1 as the pieces of one transaction.
+func (g *genRun) unit(from, to int) {
+	g.first, g.rows, g.dur = from, 0, 0
+	cells := g.list[from:to]
+	multi := false
+	for _, c := range cells {
+		if strings.IndexByte(c, ';') >= 0 && len(sqlsplit.Split(c)) > 1 {
+			multi = true
+			break
+		}
+	}
+	if !multi {
+		g.pieces, g.owner, g.offs = cells, nil, nil
+		return
+	}
+	g.pieces, g.owner, g.offs = nil, nil, nil
+	for i, c := range cells {
+		parts := sqlsplit.Split(c)
+		if len(parts) <= 1 {
+			g.pieces, g.owner, g.offs = append(g.pieces, c), append(g.owner, from+i), append(g.offs, 0)
+			continue
+		}
+		for _, p := range parts {
+			g.pieces, g.owner, g.offs = append(g.pieces, p.SQL), append(g.owner, from+i), append(g.offs, p.Offset)
+		}
+	}
+}
+
+// cellOf returns the index in the list of piece k of the current unit.
+func (g *genRun) cellOf(k int) int {
+	if g.owner == nil {
+		return g.first + k
+	}
+	return g.owner[k]
+}
+
+// pieceDone is a trip's done callback: it logs each cell once its last piece
+// is done.
+func (g *genRun) pieceDone(k int, tag pgconn.CommandTag, d time.Duration) {
+	if g.owner == nil {
+		g.logStmt(g.first+k, tag.RowsAffected(), d)
+		return
+	}
+	g.rows += tag.RowsAffected()
+	g.dur += d
+	if k+1 == len(g.owner) || g.owner[k+1] != g.owner[k] {
+		g.logStmt(g.owner[k], g.rows, g.dur)
+		g.rows, g.dur = 0, 0
+	}
+}
+
+func (g *genRun) logStmt(i int, rows int64, d time.Duration) {
+	ev := g.rc.Log.Info().Str("event", "generate.statement").Int("index", i).Str("sql", g.list[i]).
+		Int64("rows", rows).Dur("duration", d)
+	if g.rerun {
+		ev = ev.Bool("rerun", true)
+	}
+	ev.Msg("generated statement")
+}
+
+// pieceErr describes the failure of piece k of the current unit (or of BEGIN,
+// the transaction id).
+func (g *genRun) pieceErr(k int, err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case k == atBegin:
+		return fmt.Errorf("BEGIN: %w", err)
+	case k < 0 || k >= len(g.pieces):
+		return fmt.Errorf("reading the transaction id: %w", err)
+	case errors.As(err, &pgErr):
+		off := 0
+		if g.offs != nil {
+			off = g.offs[k]
+		}
+		e := g.genError(g.cellOf(k), g.pieces[k], off, pgErr)
+		logSQLError(g.rc.Log, e)
+		return e
+	}
+	return fmt.Errorf("generated statement %d of %d: %w", g.cellOf(k)+1, len(g.list), err)
+}
+
+// genError places the server's error in generated statement f; piece is the
+// part of it that failed, at byte offset off.
+func (g *genRun) genError(f int, piece string, off int, pgErr *pgconn.PgError) *SQLError {
+	e := &SQLError{PgError: pgErr, Statement: f + 1, Of: len(g.list), SQL: g.list[f], label: "generated statement"}
+	if b := byteOffset(piece, pgErr.Position); b >= 0 {
+		e.StmtLine, e.StmtCol = posOf(g.list[f], off+b)
+	}
+	if pgErr.Code == "25001" && g.a.Mode() == "all" {
+		e.Hint = strings.TrimSpace(e.Hint + " With transaction: all every statement runs in one transaction; use each or batch.")
+	}
+	return e
+}
+
+// progressLine shows "N/M statements" on a terminal, at most every 200 ms.
+type progressLine struct {
+	w     io.Writer
+	total int
+	last  time.Time
+	shown bool
+}
+
+func (p *progressLine) update(n int) {
+	if p.w == nil {
+		return
+	}
+	now := time.Now()
+	if now.Sub(p.last) < 200*time.Millisecond && n < p.total {
+		return
+	}
+	p.last, p.shown = now, true
+	fmt.Fprintf(p.w, "\r%d/%d statements", n, p.total)
+}
+
+func (p *progressLine) clear() {
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.shown = false
+	}
 }

@@ -1,8 +1,16 @@
 package actions
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/runbookhq/runbook/internal/pipeline"
 
 	"github.com/runbookhq/runbook/schema"
 )
@@ -54,7 +62,178 @@ func (a *Shell) Validate(v *schema.Validation) {
 	}
 }
 
-// Run implements Runner.
+// maxCapture bounds outputs.stdout.
+const maxCapture = 1 << 20
+
+// Run implements Runner. Secrets reach a child only through its environment
+// (env:, or conn: which writes the password to a 0600 passfile): a command
+// line that would carry a secret is refused before anything starts.
 func (a *Shell) Run(ctx context.Context, rc *Context) (Outputs, error) {
-	return nil, errors.New("Shell: not implemented yet")
+	stages, err := a.stages(ctx, rc)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(stages))
+	for i, st := range stages {
+		names[i] = st.Name
+		rc.Log.Info().Str("event", "cmd.start").Int("stage", i+1).Str("name", st.Name).
+			Strs("argv", st.Argv).Msgf("stage %d: %s", i+1, strings.Join(st.Argv, " "))
+	}
+	var captured bytes.Buffer
+	opt := pipeline.Options{
+		OnStderrLine: func(stage int, line string) {
+			rc.Log.Info().Str("event", "cmd.stderr").Int("stage", stage+1).Str("name", names[stage]).Msg(rc.Redact.String(line))
+		},
+		OnStdoutLine: func(line string) {
+			if a.Capture == "stdout" && captured.Len() < maxCapture {
+				captured.WriteString(line)
+				captured.WriteByte('\n')
+			}
+			rc.Log.Info().Str("event", "cmd.stdout").Int("stage", len(stages)).Str("name", names[len(stages)-1]).Msg(rc.Redact.String(line))
+		},
+	}
+	if rc.Terminal != nil && len(stages) > 1 {
+		opt.CountBytes = true
+		opt.ProgressEvery = 500 * time.Millisecond
+		opt.OnProgress = func(p pipeline.Progress) {
+			fmt.Fprintf(rc.Terminal, "\r\033[K  %s: %s moved, %s/s, %s", rc.Step.ID, humanBytes(float64(p.Bytes)),
+				humanBytes(p.Rate()), p.Elapsed.Truncate(time.Second))
+		}
+	}
+	res, err := pipeline.Run(ctx, stages, opt)
+	if opt.OnProgress != nil {
+		fmt.Fprint(rc.Terminal, "\r\033[K")
+	}
+	codes := make([]int, len(res.Stages))
+	for i, sr := range res.Stages {
+		codes[i] = sr.ExitCode
+		ev := rc.Log.Info()
+		if sr.Failed() {
+			ev = rc.Log.Error()
+		}
+		if sr.StartErr != nil {
+			ev = ev.Str("start_error", rc.Redact.String(sr.StartErr.Error()))
+		}
+		ev.Str("event", "cmd.exit").Int("stage", i+1).Str("name", sr.Name).Int("exit_code", sr.ExitCode).
+			Str("signal", sr.Signal).Dur("duration", sr.Duration).Msgf("stage %d (%s) %s", i+1, sr.Name, describeExit(sr))
+	}
+	out := Outputs{"exit_codes": codes}
+	if opt.CountBytes {
+		out["bytes"] = res.Bytes
+	}
+	if a.Capture == "stdout" {
+		out["stdout"] = rc.Redact.String(captured.String())
+	}
+	if err != nil {
+		return out, rc.Redact.Error(err)
+	}
+	return out, nil
+}
+
+func describeExit(sr pipeline.StageResult) string {
+	switch {
+	case sr.StartErr != nil:
+		return "did not start: " + sr.StartErr.Error()
+	case sr.Signal != "":
+		return "killed by signal " + sr.Signal
+	}
+	return fmt.Sprintf("exited with status %d", sr.ExitCode)
+}
+
+// stages builds the processes: argv evaluated, environment assembled.
+func (a *Shell) stages(ctx context.Context, rc *Context) ([]pipeline.Stage, error) {
+	shellEnv, err := envList(rc, a.Env)
+	if err != nil {
+		return nil, err
+	}
+	dir := a.Dir
+	if dir != "" && !filepath.IsAbs(dir) && rc.Dir != "" {
+		dir = filepath.Join(rc.Dir, dir)
+	}
+	if !a.Command.IsZero() {
+		script, err := a.Command.String(rc.Env)
+		if err != nil {
+			return nil, fmt.Errorf("run: %w", err)
+		}
+		env := append(os.Environ(), shellEnv...)
+		if a.Conn.Name != "" {
+			pg, err := rc.Conns.ChildEnv(ctx, a.Conn.Name)
+			if err != nil {
+				return nil, err
+			}
+			env = append(env, pg...)
+		}
+		st := pipeline.Stage{Name: "bash", Argv: []string{"bash", "-euo", "pipefail", "-c", script}, Env: env, Dir: dir}
+		return []pipeline.Stage{st}, checkArgv(rc, 0, st.Argv)
+	}
+	stages := make([]pipeline.Stage, len(a.Pipe))
+	for i, s := range a.Pipe {
+		argv := make([]string, len(s.Cmd))
+		for j, t := range s.Cmd {
+			if argv[j], err = t.String(rc.Env); err != nil {
+				return nil, fmt.Errorf("pipe stage %d: %w", i+1, err)
+			}
+		}
+		if err := checkArgv(rc, i, argv); err != nil {
+			return nil, err
+		}
+		stageEnv, err := envList(rc, s.Env)
+		if err != nil {
+			return nil, err
+		}
+		env := append(append(os.Environ(), shellEnv...), stageEnv...)
+		if s.Conn.Name != "" {
+			pg, err := rc.Conns.ChildEnv(ctx, s.Conn.Name)
+			if err != nil {
+				return nil, err
+			}
+			env = append(env, pg...)
+		}
+		name := s.Name
+		if name == "" {
+			name = filepath.Base(argv[0])
+		}
+		stages[i] = pipeline.Stage{Name: name, Argv: argv, Env: env, Dir: dir}
+	}
+	return stages, nil
+}
+
+// envList evaluates extra environment variables, in a stable order.
+func envList(rc *Context, extra map[string]schema.Template) ([]string, error) {
+	var env []string
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, err := extra[k].String(rc.Env)
+		if err != nil {
+			return nil, fmt.Errorf("env %s: %w", k, err)
+		}
+		env = append(env, k+"="+v)
+	}
+	return env, nil
+}
+
+// checkArgv refuses a command line that carries a secret: argv is visible to
+// every user of the machine (ps, /proc/PID/cmdline).
+func checkArgv(rc *Context, stage int, argv []string) error {
+	for _, arg := range argv {
+		if rc.Redact.String(arg) != arg {
+			return fmt.Errorf("stage %d: the command line would contain a secret (%s); pass secrets through env: or conn:, never in the command",
+				stage+1, rc.Redact.String(strings.Join(argv, " ")))
+		}
+	}
+	return nil
+}
+
+func humanBytes(b float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", b, units[i])
 }

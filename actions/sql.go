@@ -3,6 +3,12 @@ package actions
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runbookhq/runbook/internal/sqlsplit"
 	"github.com/runbookhq/runbook/schema"
@@ -64,6 +70,207 @@ func (a *SQL) script() string {
 }
 
 // Run implements Runner.
+//
+// With transaction: true (the default) the script costs two round trips
+// whatever its length: one pipeline of BEGIN, every statement and the query of
+// the transaction id and backend identity; then, after the journal's
+// BeforeCommit, COMMIT. With args or capture the last statement runs on its
+// own, described first so that parameters and values are typed (two more
+// round trips). With transaction: false each statement runs alone through the
+// simple query protocol, in autocommit, one round trip each, with no journal
+// calls.
+//
+// Each statement is logged as an "sql.statement" event with its number, text,
+// rows affected and duration (see trip for how durations are measured).
 func (a *SQL) Run(ctx context.Context, rc *Context) (Outputs, error) {
-	return nil, errors.New("SQL: not implemented yet")
+	script := a.fileScript
+	if a.File == "" {
+		s, err := a.Script.String(rc.Env)
+		if err != nil {
+			return nil, rc.Redact.Error(fmt.Errorf("script: %w", err))
+		}
+		script = s
+	}
+	stmts := sqlsplit.Split(script)
+	args, err := evalArgs(a.Args, rc.Env)
+	if err != nil {
+		return nil, rc.Redact.Error(err)
+	}
+	if len(args) > 0 && len(stmts) != 1 {
+		return nil, fmt.Errorf("args bind parameters of a single statement; this script has %d", len(stmts))
+	}
+	out := Outputs{"rows_affected": int64(0), "statements": len(stmts)}
+	if a.Capture {
+		out["rows"], out["row"] = []map[string]any{}, nil
+	}
+	if len(stmts) == 0 {
+		rc.Log.Warn().Str("event", "sql.empty").Msg("the script has no statements")
+		return out, nil
+	}
+	conn, err := rc.Conns.Conn(ctx, a.On.Name)
+	if err != nil {
+		return nil, err
+	}
+	r := &sqlRun{a: a, rc: rc, conn: conn, pc: conn.PgConn(), script: script, stmts: stmts, args: args, out: out,
+		last: len(args) > 0 || a.Capture}
+	if a.InTransaction() {
+		err = r.inTx(ctx)
+	} else {
+		err = r.autocommit(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sqlRun is one attempt of an sql step.
+type sqlRun struct {
+	a      *SQL
+	rc     *Context
+	conn   *pgx.Conn
+	pc     *pgconn.PgConn
+	script string
+	stmts  []sqlsplit.Statement
+	args   []any
+	out    Outputs
+	// last: the last statement runs on its own (args or capture).
+	last bool
+}
+
+func (r *sqlRun) inTx(ctx context.Context) error {
+	n := len(r.stmts)
+	texts := make([]string, n)
+	for i, s := range r.stmts {
+		texts[i] = s.SQL
+	}
+	t := trip{begin: true, stmts: texts, xid: xidFullSQL, done: r.done}
+	if r.last {
+		t.stmts, t.xid = texts[:n-1], ""
+	}
+	res := t.run(ctx, r.pc)
+	if res.err != nil {
+		return r.fail(ctx, res.failed, res.err)
+	}
+	if r.last {
+		if err := r.runLast(ctx); err != nil {
+			return r.fail(ctx, n-1, err)
+		}
+		x := trip{xid: xidFullSQL}
+		if res = x.run(ctx, r.pc); res.err != nil {
+			return r.fail(ctx, n, res.err)
+		}
+	}
+	tx := PendingTx{Conn: r.a.On.Name, XID: res.xid, BackendPID: res.pid, BackendStart: res.start, Done: n, Outputs: r.out}
+	if err := r.rc.Journal.BeforeCommit(ctx, tx); err != nil {
+		endTx(ctx, r.pc)
+		return err
+	}
+	c := trip{commit: true}
+	if res = c.run(ctx, r.pc); res.err != nil {
+		endTx(ctx, r.pc)
+		logCommitError(r.rc.Log, res.err)
+		return r.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT: %w", res.err)))
+	}
+	return r.rc.Journal.Committed(tx)
+}
+
+func (r *sqlRun) autocommit(ctx context.Context) error {
+	n := len(r.stmts)
+	for k, st := range r.stmts {
+		if r.last && k == n-1 {
+			if err := r.runLast(ctx); err != nil {
+				return r.fail(ctx, k, err)
+			}
+			continue
+		}
+		start := time.Now()
+		rows, err := execSimple(ctx, r.pc, st.SQL)
+		if err != nil {
+			return r.fail(ctx, k, err)
+		}
+		r.log(k, rows, time.Since(start))
+	}
+	if st := r.pc.TxStatus(); st != 'I' && st != 0 {
+		endTx(ctx, r.pc)
+		return errors.New("the script left a transaction open (BEGIN without COMMIT); it was rolled back")
+	}
+	return nil
+}
+
+// runLast runs the last statement with the step's args, keeping its rows when
+// capture is set.
+func (r *sqlRun) runLast(ctx context.Context) error {
+	k := len(r.stmts) - 1
+	start := time.Now()
+	rows, tag, err := queryMaps(ctx, r.conn, r.stmts[k].SQL, r.args)
+	if err != nil {
+		return err
+	}
+	r.done(k, tag, time.Since(start))
+	if r.a.Capture {
+		r.out["rows"] = rows
+		if len(rows) > 0 {
+			r.out["row"] = rows[0]
+		}
+	}
+	return nil
+}
+
+func (r *sqlRun) done(k int, tag pgconn.CommandTag, d time.Duration) {
+	r.log(k, tag.RowsAffected(), d)
+}
+
+func (r *sqlRun) log(k int, rows int64, d time.Duration) {
+	r.out["rows_affected"] = r.out["rows_affected"].(int64) + rows
+	r.rc.Log.Info().Str("event", "sql.statement").Int("statement", k+1).Str("sql", r.stmts[k].SQL).
+		Int64("rows", rows).Dur("duration", d).Msg("statement")
+}
+
+// fail ends the transaction (or the statement still running on the server)
+// and turns err, met at statement k (or atBegin, or len(stmts) for the
+// transaction id), into the step's error.
+func (r *sqlRun) fail(ctx context.Context, k int, err error) error {
+	endTx(ctx, r.pc)
+	n := len(r.stmts)
+	var pgErr *pgconn.PgError
+	switch {
+	case k >= 0 && k < n && errors.As(err, &pgErr):
+		e := r.sqlError(k, pgErr)
+		logSQLError(r.rc.Log, e)
+		err = e
+	case k >= 0 && k < n:
+		err = fmt.Errorf("statement %d of %d: %w", k+1, n, err)
+	case k == atBegin:
+		err = fmt.Errorf("BEGIN: %w", err)
+	default:
+		err = fmt.Errorf("reading the transaction id: %w", err)
+	}
+	return r.rc.Redact.Error(withCtx(ctx, err))
+}
+
+// sqlError places the server's error in the script and the runbook.
+func (r *sqlRun) sqlError(k int, pgErr *pgconn.PgError) *SQLError {
+	st := r.stmts[k]
+	e := &SQLError{PgError: pgErr, Statement: k + 1, Of: len(r.stmts), SQL: st.SQL}
+	off := st.Offset
+	if b := byteOffset(st.SQL, pgErr.Position); b >= 0 {
+		e.StmtLine, e.StmtCol = posOf(st.SQL, b)
+		off += b
+	}
+	e.ScriptLine, e.ScriptCol = posOf(r.script, off)
+	switch {
+	case r.a.File != "":
+		e.File, e.Line, e.Col = r.a.File, e.ScriptLine, e.ScriptCol
+	case r.a.Script.Pos.Line == 0 || strings.Count(r.a.Script.Raw, "\n") != strings.Count(r.script, "\n"):
+		// unknown, or expressions added lines: no runbook position
+	case strings.Contains(r.a.Script.Raw, "\n"):
+		// A block scalar (script: |): its text starts on the line after the
+		// indicator. The block's indentation is not known here, so no column.
+		e.Line = r.a.Script.Pos.Line + e.ScriptLine
+	default:
+		// A one-line scalar: plain or quoted, which changes the column.
+		e.Line = r.a.Script.Pos.Line
+	}
+	return e
 }

@@ -9,11 +9,11 @@ type ConnRef struct {
 }
 
 func (c *ConnRef) decodeNode(d *decoder, n *yaml.Node) {
-	s, ok := d.scalar(n, "connection name", false)
-	if !ok {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		d.errs.add(pos(n), "%s must be the name of a connection, not %s", d.name("connection"), kindName(n))
 		return
 	}
-	c.Name, c.Pos = s, pos(n)
+	c.Name, c.Pos = n.Value, pos(n)
 	d.connRefs = append(d.connRefs, c)
 }
 

@@ -62,6 +62,16 @@ type decoder struct {
 	extraKeys []string
 	// connRefs are the connection names referenced, checked at the end.
 	connRefs []*ConnRef
+	// what names the value a nodeDecoder is decoding, for its messages.
+	what string
+}
+
+// name returns what the value being decoded is called, or def.
+func (d *decoder) name(def string) string {
+	if d.what != "" {
+		return d.what
+	}
+	return def
 }
 
 func newDecoder(errs *errList) *decoder {
@@ -126,7 +136,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, what string) {
 		return
 	}
 	if v.CanAddr() && v.Addr().Type().Implements(nodeDecoderType) {
+		saved := d.what
+		d.what = what
 		v.Addr().Interface().(nodeDecoder).decodeNode(d, n)
+		d.what = saved
 		return
 	}
 	switch v.Kind() {
@@ -211,10 +224,11 @@ func (d *decoder) scalar(n *yaml.Node, what string, loose bool) (string, bool) {
 		d.errs.add(pos(n), "%s must be a string, not %s", what, kindName(n))
 		return "", false
 	}
-	if tag := n.ShortTag(); tag != "!!str" && !loose {
-		if tag == "!!null" {
-			return "", true
-		}
+	tag := n.ShortTag()
+	if tag == "!!null" {
+		return "", true // `key:`, `key: ~` and `key: null` alike: no value
+	}
+	if tag != "!!str" && !loose {
 		d.errs.add(pos(n), "%s must be a string, not %s (quote it: %q)", what, kindName(n), n.Value)
 		return "", false
 	}
@@ -370,8 +384,12 @@ func (d *decoder) field(f *fieldInfo, vn *yaml.Node, v reflect.Value, what strin
 	if f.rowScope {
 		d.rowScope = true
 	}
+	before := len(d.errs.errs)
 	d.decode(vn, fv, f.key)
 	d.rowScope = saved
+	if len(d.errs.errs) > before {
+		return // the value did not decode: its zero value says nothing
+	}
 	r := d.resolve(vn)
 	if r == nil || r.Kind != yaml.ScalarNode {
 		return

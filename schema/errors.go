@@ -12,6 +12,11 @@ type Pos struct {
 	Col  int `json:"col"`
 }
 
+// Less reports whether p comes before q in the file.
+func (p Pos) Less(q Pos) bool {
+	return p.Line < q.Line || p.Line == q.Line && p.Col < q.Col
+}
+
 // Error is one problem found in a document, at a position of its file.
 type Error struct {
 	File string
@@ -35,7 +40,7 @@ func (e *Error) Snippet() string {
 	if e.src == nil || e.Pos.Line == 0 {
 		return ""
 	}
-	lines := strings.Split(string(e.src), "\n")
+	lines := strings.Split(strings.TrimSuffix(string(e.src), "\n"), "\n")
 	if e.Pos.Line > len(lines) {
 		return ""
 	}
@@ -98,6 +103,15 @@ type errList struct {
 	file string
 	src  []byte
 	errs Errors
+	text *source
+}
+
+// source returns the file's text with its line index.
+func (l *errList) source() *source {
+	if l.text == nil && l.src != nil {
+		l.text = &source{b: l.src}
+	}
+	return l.text
 }
 
 func (l *errList) add(p Pos, format string, args ...any) {

@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -91,11 +92,11 @@ func (e *Expr) Bool(env *Env) (bool, error) {
 }
 
 func (e *Expr) decodeNode(d *decoder, n *yaml.Node) {
-	s, ok := d.scalar(n, "expression", true)
+	s, ok := d.scalar(n, d.name("expression"), true)
 	if !ok {
 		return
 	}
-	e.Pos, e.loc = pos(n), newLocator(n, d.errs.src)
+	e.Pos, e.loc = pos(n), newLocator(n, d.errs.source())
 	e.Src = s
 	offset := 0
 	if t := strings.TrimSpace(s); strings.HasPrefix(t, "${{") && strings.HasSuffix(t, "}}") {
@@ -245,11 +246,11 @@ func Stringify(v any) string {
 func (t Template) MarshalText() ([]byte, error) { return []byte(t.Raw), nil }
 
 func (t *Template) decodeNode(d *decoder, n *yaml.Node) {
-	s, ok := d.scalar(n, "value", true)
+	s, ok := d.scalar(n, d.name("value"), true)
 	if !ok {
 		return
 	}
-	t.Raw, t.Pos, t.loc = s, pos(n), newLocator(n, d.errs.src)
+	t.Raw, t.Pos, t.loc = s, pos(n), newLocator(n, d.errs.source())
 	t.parts = nil
 	rest, offset := s, 0
 	for {
@@ -266,8 +267,9 @@ func (t *Template) decodeNode(d *decoder, n *yaml.Node) {
 		body := rest[i+3:]
 		j := closing(body)
 		if j < 0 {
+			// Keep the parts: expressions met before are compiled later
+			// and set by their index.
 			d.errs.add(t.loc.at(utf8.RuneCountInString(s[:offset+i])), "unterminated ${{ (missing }})")
-			t.parts = nil
 			return
 		}
 		src := body[:j]
@@ -328,6 +330,19 @@ type scope struct {
 	conns  map[string]bool
 	steps  map[string]int // id → index
 	ids    []string
+	// programs caches compilations: a runbook repeats the same expressions
+	// (params.app_role …), and a program does not depend on where it is used.
+	programs map[programKey]compiled
+}
+
+type programKey struct {
+	src     string
+	boolean bool
+}
+
+type compiled struct {
+	prog *vm.Program
+	err  error
 }
 
 func (s *scope) compile(errs *errList, site exprSite) {
@@ -336,10 +351,19 @@ func (s *scope) compile(errs *errList, site exprSite) {
 		opts = append(append([]expr.Option{}, exprOptions...), expr.AsBool())
 	}
 	at := func(runeOffset int) Pos { return site.loc.at(site.offset + runeOffset) }
-	prog, err := expr.Compile(site.src, opts...)
+	key := programKey{site.src, site.boolean}
+	c, ok := s.programs[key]
+	if !ok {
+		c.prog, c.err = expr.Compile(site.src, opts...)
+		if s.programs == nil {
+			s.programs = map[programKey]compiled{}
+		}
+		s.programs[key] = c
+	}
+	prog, err := c.prog, c.err
 	if err != nil {
 		if fe, ok := err.(*file.Error); ok {
-			errs.add(at(fe.From), "expression: %s", firstLine(fe.Message))
+			errs.add(at(fe.From), "expression: %s", friendly(firstLine(fe.Message)))
 		} else {
 			errs.add(at(0), "expression: %s", firstLine(err.Error()))
 		}
@@ -351,6 +375,35 @@ func (s *scope) compile(errs *errList, site exprSite) {
 	if !v.failed {
 		site.set(prog, v.dynamic)
 	}
+}
+
+var (
+	noFieldRe     = regexp.MustCompile(`^type schema\.(StepResult|ConnInfo|RunInfo) has no field (\S+)$`)
+	unknownNameRe = regexp.MustCompile(`^unknown name (\S+)$`)
+)
+
+// friendly rewrites expr-lang's messages that name this package's Go types
+// into the names a runbook uses.
+func friendly(msg string) string {
+	if m := unknownNameRe.FindStringSubmatch(msg); m != nil {
+		return msg + suggest(m[1], []string{"params", "steps", "conn", "run", "env", "ident", "literal"})
+	}
+	m := noFieldRe.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	var what string
+	var fields []string
+	switch m[1] {
+	case "StepResult":
+		what, fields = "a step has", []string{"status", "outputs"}
+	case "ConnInfo":
+		what, fields = "a connection has", []string{"host", "port", "database", "user"}
+	default:
+		what, fields = "run has", []string{"id", "operator", "started_at"}
+	}
+	list := strings.Join(fields[:len(fields)-1], ", ") + " and " + fields[len(fields)-1]
+	return fmt.Sprintf("%s %s, not %q%s", what, list, m[2], suggest(m[2], fields))
 }
 
 func firstLine(s string) string {
@@ -450,68 +503,4 @@ func keys(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
-}
-
-// locator maps a rune offset inside a scalar's value to a position in the file.
-type locator struct {
-	line, col int
-	style     yaml.Style
-	val       string
-	indent    []int // for literal blocks: column where each value line's text starts
-}
-
-func newLocator(n *yaml.Node, src []byte) locator {
-	l := locator{line: n.Line, col: n.Column, style: n.Style, val: n.Value}
-	if n.Style&yaml.LiteralStyle != 0 && src != nil {
-		rest := src
-		for i := 0; i < n.Line && len(rest) > 0; i++ { // skip to the line after the indicator
-			j := strings.IndexByte(string(rest), '\n')
-			if j < 0 {
-				rest = nil
-				break
-			}
-			rest = rest[j+1:]
-		}
-		for k := 0; k <= strings.Count(n.Value, "\n") && len(rest) > 0; k++ {
-			j := strings.IndexByte(string(rest), '\n')
-			line := rest
-			if j >= 0 {
-				line, rest = rest[:j], rest[j+1:]
-			} else {
-				rest = nil
-			}
-			l.indent = append(l.indent, len(line)-len(strings.TrimLeft(string(line), " "))+1)
-		}
-	}
-	return l
-}
-
-// at returns the file position of the rune at offset in the value: exact for
-// plain and quoted single-line values and for literal blocks (`|`), the line of
-// the value otherwise.
-func (l locator) at(offset int) Pos {
-	if l.line == 0 {
-		return Pos{}
-	}
-	lineIdx, colIdx := 0, 0
-	for i, r := range []rune(l.val) {
-		if i == offset {
-			break
-		}
-		if r == '\n' {
-			lineIdx++
-			colIdx = 0
-		} else {
-			colIdx++
-		}
-	}
-	switch {
-	case l.style&yaml.LiteralStyle != 0 && lineIdx < len(l.indent):
-		return Pos{Line: l.line + 1 + lineIdx, Col: l.indent[lineIdx] + colIdx}
-	case lineIdx > 0 || l.style&yaml.FoldedStyle != 0:
-		return Pos{Line: l.line + lineIdx, Col: l.col}
-	case l.style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0:
-		return Pos{Line: l.line, Col: l.col + 1 + colIdx}
-	}
-	return Pos{Line: l.line, Col: l.col + colIdx}
 }

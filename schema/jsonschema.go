@@ -26,6 +26,7 @@ type schemaGen struct {
 func JSONSchema() []byte {
 	g := &schemaGen{defs: map[string]any{}}
 	root := g.structSchema(reflect.TypeOf(Runbook{}))
+	root["properties"].(map[string]any)["version"].(map[string]any)["enum"] = []int{Version}
 	root["$schema"] = "http://json-schema.org/draft-07/schema#"
 	root["$id"] = SchemaID
 	root["title"] = "runbook v1"
@@ -146,7 +147,8 @@ func (Exprs) jsonSchema(*schemaGen) map[string]any {
 
 func (Duration) jsonSchema(*schemaGen) map[string]any {
 	return map[string]any{"anyOf": []any{
-		map[string]any{"type": "string", "pattern": `^\s*([0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+\s*$|^\s*0\s*$`},
+		// time.ParseDuration's grammar, without the sign the loader refuses.
+		map[string]any{"type": "string", "pattern": `^\s*\+?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+\s*$|^\s*\+?0\s*$`},
 		map[string]any{"type": "integer", "minimum": 0, "$comment": "milliseconds"},
 	}}
 }

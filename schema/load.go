@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -39,9 +40,13 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, Errors{{File: path, Msg: cleanOSError(err)}}
 	}
 	if len(src) > MaxFileSize {
-		return nil, Errors{{File: path, Pos: Pos{1, 1}, Msg: fmt.Sprintf("file is larger than %d MiB", MaxFileSize>>20)}}
+		return nil, tooLarge(path)
 	}
 	return src, nil
+}
+
+func tooLarge(file string) Errors {
+	return Errors{{File: file, Pos: Pos{1, 1}, Msg: fmt.Sprintf("file is larger than %d MiB", MaxFileSize>>20)}}
 }
 
 func cleanOSError(err error) string {
@@ -55,6 +60,9 @@ func cleanOSError(err error) string {
 // Load decodes, validates and compiles a runbook. On failure the error is
 // Errors: every problem found, each at FILE:LINE:COL.
 func Load(file string, src []byte) (*Runbook, error) {
+	if len(src) > MaxFileSize {
+		return nil, tooLarge(file)
+	}
 	errs := &errList{file: file, src: src}
 	root := parseYAML(errs, src)
 	if root == nil {
@@ -96,7 +104,7 @@ func parseYAML(errs *errList, src []byte) (root *yaml.Node) {
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
-		addYAMLError(errs, src, err)
+		addYAMLError(errs, src, dec, err)
 		return nil
 	}
 	var extra yaml.Node
@@ -104,14 +112,85 @@ func parseYAML(errs *errList, src []byte) (root *yaml.Node) {
 		errs.add(pos(&extra), "only one YAML document per file (found a second one after ---)")
 		return nil
 	} else if err != io.EOF {
-		addYAMLError(errs, src, err)
+		addYAMLError(errs, src, dec, err)
 		return nil
 	}
 	if len(doc.Content) == 0 {
 		errs.add(Pos{1, 1}, "file is empty")
 		return nil
 	}
+	if !checkAliases(errs, doc.Content[0]) {
+		return nil
+	}
 	return doc.Content[0]
+}
+
+// maxAliasNodes bounds the nodes that aliases may add to a document once
+// expanded: reusing a step or a list is fine, a billion laughs is not.
+const maxAliasNodes = 100_000
+
+// checkAliases rejects, before anything is decoded, a document whose aliases
+// expand it by more than maxAliasNodes nodes, or refer to a node that contains
+// them. It visits each node of the file once.
+func checkAliases(errs *errList, root *yaml.Node) bool {
+	aliases := 0
+	var count func(n *yaml.Node) int
+	count = func(n *yaml.Node) int {
+		if n.Kind == yaml.AliasNode {
+			aliases++
+		}
+		c := 1
+		for _, k := range n.Content {
+			c += count(k)
+		}
+		return c
+	}
+	real := count(root)
+	if aliases == 0 {
+		return true
+	}
+	limit := real + maxAliasNodes + 1 // sizes are capped here: no overflow
+
+	// Only anchored nodes can be reached twice (or from inside themselves):
+	// their sizes are remembered.
+	const visiting = -1
+	size := map[*yaml.Node]int{}
+	var worst, cycle *yaml.Node
+	worstSize := 0
+	var walk func(n *yaml.Node) int
+	walk = func(n *yaml.Node) int {
+		if s, ok := size[n]; ok {
+			return max(s, 0)
+		}
+		if n.Anchor != "" {
+			size[n] = visiting
+		}
+		s := 1
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			if size[n.Alias] == visiting {
+				cycle = n
+			} else if s = walk(n.Alias); s > worstSize {
+				worst, worstSize = n, s
+			}
+		}
+		for _, c := range n.Content {
+			s = min(s+walk(c), limit)
+		}
+		if n.Anchor != "" {
+			size[n] = s
+		}
+		return s
+	}
+	total := walk(root)
+	switch {
+	case cycle != nil:
+		errs.add(pos(cycle), "alias *%s refers to a node that contains it", cycle.Value)
+		return false
+	case total > real+maxAliasNodes:
+		errs.add(pos(worst), "document too large: its aliases expand it by more than %d nodes (alias bomb?)", maxAliasNodes)
+		return false
+	}
+	return true
 }
 
 func stripComments(src []byte) []byte {
@@ -126,7 +205,54 @@ func stripComments(src []byte) []byte {
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func addYAMLError(errs *errList, src []byte, err error) {
+// addYAMLError reports a YAML syntax error. yaml.v3's message carries a line
+// only, and for parser errors the (0-based) line of the enclosing construct
+// rather than of the problem; its parser knows both positions exactly, so they
+// are read from it (see yamlFailureOf). The message's line is the fallback.
+func addYAMLError(errs *errList, src []byte, dec *yaml.Decoder, err error) {
+	if f, ok := yamlFailureOf(dec); ok {
+		switch f.kind {
+		case yamlReaderError:
+			if strings.Contains(f.problem, "UTF-8") {
+				// yaml.v3 may blame a byte after the one that starts the
+				// bad sequence: find that one.
+				if i := invalidUTF8(src); i >= 0 {
+					errs.add(offsetPos(src, i), "invalid YAML: the file is not UTF-8 text (byte 0x%02X): save it as UTF-8", src[i])
+					return
+				}
+			}
+			msg := f.problem
+			if f.value >= 0 {
+				msg += fmt.Sprintf(" (%U)", f.value)
+			}
+			errs.add(offsetPos(src, f.offset), "invalid YAML: %s", msg)
+			return
+		case yamlScannerError, yamlParserError:
+			at, msg := f.problemAt, f.problem
+			switch {
+			case strings.Contains(f.problem, "tab"):
+				msg += ": YAML is indented with spaces only"
+			case runeAt(src, at) == '\t':
+				msg += ": a tab; YAML is indented with spaces only"
+			case f.context != "" && !f.contextAt.Less(at):
+			case f.context != "" && (strings.Contains(msg, "end of stream") || !at.Less(endPos(src))):
+				// The file ends inside a quote or a bracket: point at where it opens.
+				at, msg = f.contextAt, fmt.Sprintf("%s (%s that starts here, and is never closed)", msg, f.context)
+			case f.context != "":
+				msg = fmt.Sprintf("%s (%s at line %d, column %d)", msg, f.context, f.contextAt.Line, f.contextAt.Col)
+			}
+			if strings.HasPrefix(f.problem, "did not find expected key") || strings.HasPrefix(f.problem, "did not find expected '-'") {
+				msg += ": check the indentation"
+			}
+			errs.add(at, "invalid YAML: %s", msg)
+			return
+		case yamlNoError:
+			// Errors of yaml.v3's composer (unknown anchor …) are raised at
+			// the event being composed.
+			errs.add(f.eventAt, "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+			return
+		}
+	}
 	msg := err.Error()
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -139,24 +265,114 @@ func addYAMLError(errs *errList, src []byte, err error) {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	col := 1
-	lines := strings.Split(string(src), "\n")
-	if line >= 1 && line <= len(lines) {
-		if i := strings.IndexByte(lines[line-1], '\t'); i >= 0 {
-			col = i + 1
-			msg += " (a tab: YAML is indented with spaces only)"
+	errs.add(Pos{line, 1}, "invalid YAML: %s", msg)
+}
+
+// yaml.v3's yaml_error_type_t values.
+const (
+	yamlNoError      = 0
+	yamlReaderError  = 2
+	yamlScannerError = 3
+	yamlParserError  = 4
+)
+
+// yamlFailure is the state of yaml.v3's parser after it failed.
+type yamlFailure struct {
+	kind                          int
+	problem, context              string
+	offset, value                 int
+	problemAt, contextAt, eventAt Pos
+}
+
+// yamlFailureOf reads the failed parser's error state out of a yaml.Decoder
+// through reflection (yaml.v3 is frozen at v3.0.1: its fields cannot move
+// under us, and any surprise falls back to the message). ok is false when the
+// state cannot be read.
+func yamlFailureOf(dec *yaml.Decoder) (f yamlFailure, ok bool) {
+	defer func() {
+		if recover() != nil {
+			f, ok = yamlFailure{}, false
+		}
+	}()
+	if dec == nil {
+		return f, false
+	}
+	p := reflect.ValueOf(dec).Elem().FieldByName("parser")
+	if p.Kind() != reflect.Pointer || p.IsNil() {
+		return f, false
+	}
+	p = p.Elem()
+	yp := p.FieldByName("parser")
+	mark := func(v reflect.Value) Pos {
+		return Pos{Line: int(v.FieldByName("line").Int()) + 1, Col: int(v.FieldByName("column").Int()) + 1}
+	}
+	f.kind = int(yp.FieldByName("error").Int())
+	f.problem = yp.FieldByName("problem").String()
+	f.context = yp.FieldByName("context").String()
+	f.offset = int(yp.FieldByName("problem_offset").Int())
+	f.value = int(yp.FieldByName("problem_value").Int())
+	f.problemAt = mark(yp.FieldByName("problem_mark"))
+	f.contextAt = mark(yp.FieldByName("context_mark"))
+	f.eventAt = mark(p.FieldByName("event").FieldByName("start_mark"))
+	return f, true
+}
+
+// offsetPos returns the position of a byte offset: lines end at \n, \r\n or
+// \r, as in YAML; columns count characters.
+func offsetPos(src []byte, off int) Pos {
+	off = max(0, min(off, len(src)))
+	line, start := 1, 0
+	for i := 0; i < off; i++ {
+		switch src[i] {
+		case '\n':
+			line, start = line+1, i+1
+		case '\r':
+			if i+1 < len(src) && src[i+1] == '\n' {
+				continue
+			}
+			line, start = line+1, i+1
 		}
 	}
-	errs.add(Pos{line, col}, "invalid YAML: %s", msg)
+	return Pos{Line: line, Col: utf8.RuneCount(src[start:off]) + 1}
+}
+
+// invalidUTF8 returns the offset of the first byte of src that is not part of
+// valid UTF-8, or -1.
+func invalidUTF8(src []byte) int {
+	for i := 0; i < len(src); {
+		r, size := utf8.DecodeRune(src[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
+}
+
+// endPos is the position just after the last character of src that is not
+// white space.
+func endPos(src []byte) Pos {
+	return offsetPos(src, len(bytes.TrimRight(src, " \t\r\n")))
+}
+
+// runeAt returns the character at a position of src, or -1.
+func runeAt(src []byte, p Pos) rune {
+	lines := strings.Split(string(src), "\n")
+	if p.Line < 1 || p.Line > len(lines) {
+		return -1
+	}
+	for i, r := range []rune(lines[p.Line-1]) {
+		if i == p.Col-1 {
+			return r
+		}
+	}
+	return -1
 }
 
 func validate(rb *Runbook, d *decoder) {
 	errs := d.errs
 	if rb.Version != 0 && rb.Version != Version {
 		errs.add(rb.Keys["version"], "unsupported version %d: this runbook tool reads version %d", rb.Version, Version)
-	}
-	if _, ok := rb.Keys["steps"]; ok && len(rb.Steps) == 0 {
-		errs.add(rb.Keys["steps"], "steps: a runbook needs at least one step")
 	}
 
 	sc := &scope{params: map[string]bool{}, conns: map[string]bool{}, steps: map[string]int{}}
@@ -194,7 +410,7 @@ func validate(rb *Runbook, d *decoder) {
 		dir = filepath.Dir(rb.File)
 	}
 	for _, s := range rb.Steps {
-		if v, ok := s.Action.(Validator); ok {
+		if v, ok := s.Action.(Validator); ok && !s.actionErr {
 			v.Validate(&Validation{errs: errs, Step: s, dir: dir})
 		}
 		if s.node != nil {

@@ -9,7 +9,8 @@ import (
 // Param is one input of a runbook. Per-customer values come from vars files,
 // --var flags or the environment (see params.go for the order).
 type Param struct {
-	Name        string    `yaml:"-"`
+	Name string `yaml:"-"`
+	// Pos is the position of the param's name.
 	Pos         Pos       `yaml:"-"`
 	Keys        Positions `yaml:"-"`
 	Description string    `yaml:"description" doc:"What the param is for; shown by plan and show."`
@@ -36,7 +37,7 @@ func (p *Param) IsRequired() bool {
 type Scalar string
 
 func (s *Scalar) decodeNode(d *decoder, n *yaml.Node) {
-	if v, ok := d.scalar(n, "value", true); ok {
+	if v, ok := d.scalar(n, d.name("value"), true); ok {
 		*s = Scalar(v)
 	}
 }
@@ -57,19 +58,22 @@ func (ps *Params) decodeNode(d *decoder, n *yaml.Node) {
 			return
 		}
 		p := &Param{Name: k}
+		before := len(d.errs.errs)
 		d.decode(vn, reflectValue(p), "param "+k)
-		if p.Pos.Line == 0 {
-			p.Pos = pos(kn)
+		p.Pos = pos(kn)
+		if len(d.errs.errs) == before {
+			p.check(d)
 		}
-		p.check(d)
 		*ps = append(*ps, p)
 	})
 }
 
 func (p *Param) check(d *decoder) {
 	if p.Pattern != "" {
-		re, err := regexp.Compile("^(?:" + p.Pattern + ")$")
-		if err != nil {
+		// Compiled alone first, so that an error quotes the pattern as written.
+		if _, err := regexp.Compile(p.Pattern); err != nil {
+			d.errs.add(p.Keys["pattern"], "param %s: invalid pattern: %v", p.Name, err)
+		} else if re, err := regexp.Compile("^(?:" + p.Pattern + ")$"); err != nil {
 			d.errs.add(p.Keys["pattern"], "param %s: invalid pattern: %v", p.Name, err)
 		} else {
 			p.re = re
@@ -80,7 +84,7 @@ func (p *Param) check(d *decoder) {
 	}
 	if p.Default != nil {
 		if msg := p.Check(string(*p.Default)); msg != "" {
-			d.errs.add(p.Keys["default"], "param %s: default %s", p.Name, msg)
+			d.errs.add(p.Keys["default"], "param %s: default %q %s", p.Name, string(*p.Default), msg)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"reflect"
@@ -82,16 +83,21 @@ func (rb *Runbook) ResolveParams(in ParamInputs) (Values, error) {
 	}
 	var all Errors
 	vals := make(Values, len(rb.Params))
+	// from is where each value was given, for the error when it is not
+	// acceptable: the vars file's value, the --var flag, the param's env key.
+	from := make([]*Error, len(rb.Params))
 	index := map[string]int{}
 	for i, p := range rb.Params {
 		index[p.Name] = i
 		vals[i] = Value{Name: p.Name, Secret: p.Secret}
 		if p.Default != nil {
 			vals[i].Value, vals[i].Source = string(*p.Default), "default"
+			from[i] = &Error{File: rb.File, Pos: p.Keys["default"], src: rb.Source}
 		}
 		if p.Env != "" {
 			if v, ok := lookup(p.Env); ok {
 				vals[i].Value, vals[i].Source = v, "env "+p.Env
+				from[i] = &Error{File: rb.File, Pos: p.Keys["env"], src: rb.Source}
 			}
 		}
 	}
@@ -106,6 +112,7 @@ func (rb *Runbook) ResolveParams(in ParamInputs) (Values, error) {
 			return
 		}
 		vals[i].Value, vals[i].Source = value, source
+		from[i] = where
 	}
 	for _, f := range in.VarsFiles {
 		m, err := readVars(f)
@@ -115,6 +122,9 @@ func (rb *Runbook) ResolveParams(in ParamInputs) (Values, error) {
 		}
 		for _, kv := range m {
 			set(kv.name, kv.value, fmt.Sprintf("vars %s:%d", f, kv.pos.Line), &Error{File: f, Pos: kv.pos, src: kv.src})
+			if i, ok := index[kv.name]; ok {
+				from[i] = &Error{File: f, Pos: kv.valuePos, src: kv.src}
+			}
 		}
 	}
 	for _, kv := range in.Vars {
@@ -143,8 +153,12 @@ func (rb *Runbook) ResolveParams(in ParamInputs) (Values, error) {
 			if p.Secret {
 				shown = "(secret)"
 			}
-			all = append(all, &Error{File: rb.File, Pos: p.Pos, src: rb.Source,
-				Msg: fmt.Sprintf("param %s: value %s from %s %s", p.Name, shown, v.Source, msg)})
+			if strings.HasPrefix(v.Source, "env ") {
+				shown += " of $" + p.Env
+			}
+			e := *from[i]
+			e.Msg = fmt.Sprintf("param %s: value %s %s", p.Name, shown, msg)
+			all = append(all, &e)
 		}
 	}
 	if len(all) > 0 {
@@ -161,9 +175,9 @@ func maskAfterEquals(s string) string {
 }
 
 type varsEntry struct {
-	name, value string
-	pos         Pos
-	src         []byte
+	name, value   string
+	pos, valuePos Pos
+	src           []byte
 }
 
 // readVars reads a vars file: a YAML mapping of param names to scalar values.
@@ -171,6 +185,9 @@ func readVars(file string) ([]varsEntry, error) {
 	src, err := ReadFile(file)
 	if err != nil {
 		return nil, err
+	}
+	if len(bytes.TrimSpace(stripComments(src))) == 0 {
+		return nil, nil // no values yet: every param keeps its default
 	}
 	errs := &errList{file: file, src: src}
 	root := parseYAML(errs, src)
@@ -186,7 +203,7 @@ func readVars(file string) ([]varsEntry, error) {
 	d.eachPair(root, func(k string, kn, vn *yaml.Node) {
 		var s Scalar
 		d.decode(vn, reflect.ValueOf(&s).Elem(), k)
-		out = append(out, varsEntry{name: k, value: string(s), pos: pos(kn), src: src})
+		out = append(out, varsEntry{name: k, value: string(s), pos: pos(kn), valuePos: pos(vn), src: src})
 	})
 	if err := errs.err(); err != nil {
 		return nil, err

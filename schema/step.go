@@ -33,6 +33,9 @@ type Step struct {
 
 	node  *yaml.Node
 	extra []byte // content of files the step refers to, part of its digest
+	// actionErr is set when the action's config did not decode: its
+	// Validate would only report what is missing because of that.
+	actionErr bool
 }
 
 // Title returns the step's name, or its id when it has none.
@@ -60,6 +63,10 @@ func (ss *Steps) decodeNode(d *decoder, n *yaml.Node) {
 		d.errs.add(pos(n), "steps must be a list, not %s", kindName(n))
 		return
 	}
+	if len(n.Content) == 0 {
+		d.errs.add(pos(n), "steps: a runbook needs at least one step")
+		return
+	}
 	for i, c := range n.Content {
 		d.step = i
 		s := &Step{Index: i}
@@ -80,6 +87,10 @@ func (s *Step) decodeNode(d *decoder, n *yaml.Node) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := n.Content[i]
 		if _, ok := actionTypes[k.Value]; ok && k.Kind == yaml.ScalarNode {
+			if first := findKey(actionKeys, k.Value); first != nil {
+				d.errs.add(pos(k), "duplicate key %q (first at line %d)", k.Value, first.Line)
+				continue
+			}
 			actionKeys = append(actionKeys, k)
 			actionVals = append(actionVals, n.Content[i+1])
 			continue
@@ -113,6 +124,16 @@ func (s *Step) decodeNode(d *decoder, n *yaml.Node) {
 	t := actionTypes[actionKeys[0].Value]
 	s.Kind, s.ActionPos = t.Kind, pos(actionKeys[0])
 	a := t.New()
+	before := len(d.errs.errs)
 	d.decode(actionVals[0], reflect.ValueOf(a).Elem(), t.Kind)
-	s.Action = a
+	s.Action, s.actionErr = a, len(d.errs.errs) > before
+}
+
+func findKey(keys []*yaml.Node, name string) *yaml.Node {
+	for _, k := range keys {
+		if k.Value == name {
+			return k
+		}
+	}
+	return nil
 }

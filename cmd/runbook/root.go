@@ -117,9 +117,14 @@ Exit codes: 0 success · 1 a step failed · 2 invalid usage, runbook or params �
 	root.AddCommand(
 		newValidateCmd(s),
 		newPlanCmd(s),
+		newRunCmd(s),
+		newResumeCmd(s),
+		newStatusCmd(s),
 		newSchemaCmd(s),
 		newListCmd(s),
 		newShowCmd(s),
+		newAuditCmd(s),
+		newReportCmd(s),
 	)
 	return root
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runMain(args ...string) (code int, stdout, stderr string) {
+	var out, errw bytes.Buffer
+	code = Main(args, strings.NewReader(""), &out, &errw)
+	return code, out.String(), errw.String()
+}
+
+func TestAuditVerifyAndReportExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	rb := filepath.Join(dir, "rb.yaml")
+	state := filepath.Join(dir, "state.json")
+	log := filepath.Join(dir, "audit.log")
+	os.WriteFile(rb, []byte(`version: 1
+name: cli-audit
+steps:
+  - id: one
+    shell: {run: "echo one"}
+  - id: two
+    shell: {run: "echo two"}
+  - id: three
+    shell: {run: "echo three"}
+`), 0o644)
+	if code, _, stderr := runMain("run", rb, "--state", state, "--log", log, "--operator", "alice", "--ticket", "CHG-1"); code != 0 {
+		t.Fatalf("run: exit %d: %s", code, stderr)
+	}
+
+	code, stdout, stderr := runMain("audit", "verify", log)
+	if code != 0 || !strings.Contains(stdout, log+": ") || !strings.Contains(stdout, "intact, runs: ") || !strings.Contains(stdout, "head: seq ") {
+		t.Fatalf("verify of an intact log: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	head := strings.Fields(stdout[strings.Index(stdout, "sha256 "):])[1]
+	if code, stdout, _ := runMain("audit", "verify", log, "--anchor", head); code != 0 || !strings.Contains(stdout, "anchor") {
+		t.Errorf("verify --anchor HEAD: exit %d: %s", code, stdout)
+	}
+
+	code, stdout, _ = runMain("report", "--state", state, "--log", log)
+	if code != 0 || !strings.Contains(stdout, "# Run report: cli-audit") || !strings.Contains(stdout, "chain intact") || !strings.Contains(stdout, "CHG-1") {
+		t.Errorf("report: exit %d:\n%s", code, stdout)
+	}
+	// FILE finds the default state (derived from the runbook and its params),
+	// which this run did not use.
+	if code, _, stderr := runMain("report", rb, "--log", log); code != 2 || !strings.Contains(stderr, "no state at .runbook/cli-audit-") {
+		t.Errorf("report FILE without its default state: exit %d: %s", code, stderr)
+	}
+
+	// Tamper: remove the third line.
+	b, _ := os.ReadFile(log)
+	lines := strings.SplitAfter(string(b), "\n")
+	os.WriteFile(log, []byte(strings.Join(append(lines[:2:2], lines[3:]...), "")), 0o600)
+	code, _, stderr = runMain("audit", "verify", log)
+	if code != 1 || !strings.Contains(stderr, "line 3: seq 4 where 3 was due") {
+		t.Errorf("verify of a log missing line 3: exit %d: %s", code, stderr)
+	}
+	code, stdout, stderr = runMain("report", "--state", state, "--log", log)
+	if code != 0 || !strings.Contains(stdout, "CHAIN BROKEN at line 3") || !strings.Contains(stderr, "warning") {
+		t.Errorf("report on a broken log: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"audit", "verify"}, 2},
+		{[]string{"audit", "verify", log, log}, 2},
+		{[]string{"audit", "verify", filepath.Join(dir, "missing.log")}, 2},
+		{[]string{"audit", "verify", log, "--anchor", "nothex"}, 2},
+		{[]string{"audit"}, 2},
+		{[]string{"report"}, 2},
+		{[]string{"report", rb, "--state", state}, 2},
+		{[]string{"report", "--state", state, "--format", "html"}, 2},
+		{[]string{"report", "--state", filepath.Join(dir, "missing.json")}, 2},
+	} {
+		if code, _, stderr := runMain(c.args...); code != c.code {
+			t.Errorf("runbook %s: exit %d, want %d (%s)", strings.Join(c.args, " "), code, c.code, stderr)
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runbookhq/runbook/executor"
+	"github.com/runbookhq/runbook/schema"
+)
+
+// runFlags are the flags shared by run and resume.
+type runFlags struct {
+	paramFlags
+	state, logPath, logFormat, operator, ticket string
+	yes                                         bool
+	approve                                     []string
+}
+
+func (f *runFlags) register(c *cobra.Command) {
+	f.paramFlags.register(c)
+	c.Flags().StringVar(&f.state, "state", "", "state file (default: .runbook/NAME-HASH.state.json, derived from the runbook and its non-secret params)")
+	c.Flags().StringVar(&f.logPath, "log", "", "audit log file: JSON lines, appended")
+	c.Flags().StringVar(&f.logFormat, "log-format", "", "console format: text or json (default: text on a terminal, json otherwise)")
+	c.Flags().StringVar(&f.operator, "operator", "", "who runs this, for the audit log (default: the OS user)")
+	c.Flags().StringVar(&f.ticket, "ticket", "", "change ticket id, recorded in the audit log")
+	c.Flags().BoolVar(&f.yes, "yes", false, "approve every confirm step")
+	c.Flags().StringArrayVar(&f.approve, "approve", nil, "approve the confirm step ID (repeatable)")
+}
+
+func newRunCmd(s *streams) *cobra.Command {
+	var f runFlags
+	var from string
+	var only []string
+	var fresh bool
+	c := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a runbook",
+		Long: `run executes a runbook's steps in order, recording each step durably in a
+state file so that an interrupted run can be resumed exactly (runbook resume).
+The state path is printed at start; on any failure or interruption runbook
+prints the command that resumes.`,
+		Example: `  runbook run migrate.yaml --vars customers/acme.yaml --log acme.log
+  runbook run builtin:heroku-to-crunchy-bridge --vars acme.yaml --approve maintenance-on`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return execute(c.Context(), s, &f, args[0], executor.Options{From: from, Only: only, Fresh: fresh})
+		},
+	}
+	f.register(c)
+	c.Flags().StringVar(&from, "from", "", "start at step ID (earlier steps are not run)")
+	c.Flags().StringArrayVar(&only, "only", nil, "run only step ID (repeatable)")
+	c.Flags().BoolVar(&fresh, "fresh", false, "archive an unfinished state and start anew")
+	return c
+}
+
+func newResumeCmd(s *streams) *cobra.Command {
+	var f runFlags
+	var rerun []string
+	c := &cobra.Command{
+		Use:   "resume FILE",
+		Short: "Continue an interrupted or failed run where it stopped",
+		Long: `resume continues the run recorded in the state: a transaction whose commit was
+in doubt is settled by asking the server; a failed step runs again (as edited
+since, if it was); completed steps are never repeated and must not have
+changed. Secret params are given again; non-secret params must match.`,
+		Example: `  runbook resume migrate.yaml --vars customers/acme.yaml --var target_url=…
+  runbook resume migrate.yaml --vars acme.yaml --rerun restore`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return execute(c.Context(), s, &f, args[0], executor.Options{Resume: true, Rerun: rerun})
+		},
+	}
+	f.register(c)
+	c.Flags().StringArrayVar(&rerun, "rerun", nil, "allow re-running the interrupted non-transactional step ID (repeatable)")
+	return c
+}
+
+func execute(ctx context.Context, s *streams, f *runFlags, ref string, o executor.Options) error {
+	if f.logFormat != "" && f.logFormat != "text" && f.logFormat != "json" {
+		return usagef("--log-format must be text or json, not %q", f.logFormat)
+	}
+	rb, vals, err := f.load(ref)
+	if err != nil {
+		return err
+	}
+	o.Runbook, o.Values = rb, vals
+	o.StatePath, o.LogPath, o.LogFormat = f.state, f.logPath, f.logFormat
+	o.Operator, o.Ticket, o.Yes, o.Approve = f.operator, f.ticket, f.yes, f.approve
+	o.Console, o.Terminal, o.Version = s.out, isTerminal(s.out), version
+	if o.StatePath == "" {
+		o.StatePath = executor.DefaultStatePath(rb, vals)
+	}
+	o.Command = resumeLine(ref, f, vals, o.StatePath)
+	if in, ok := s.in.(*os.File); ok && isTerminal(in) && isTerminal(s.err) {
+		reader := bufio.NewReader(in)
+		o.Prompt = func(q string) (string, error) {
+			fmt.Fprint(s.err, q)
+			return reader.ReadString('\n')
+		}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	errFile, _ := s.err.(*os.File)
+	ctx, stop := executor.WithSignals(ctx, errFile)
+	defer stop()
+	fmt.Fprintf(s.err, "runbook: state %s\n", o.StatePath)
+	_, err = executor.Run(ctx, o)
+	return err
+}
+
+// resumeLine is the exact command that resumes a run, with secret values
+// left for the operator to supply.
+func resumeLine(ref string, f *runFlags, vals schema.Values, state string) string {
+	parts := []string{"runbook", "resume", ref, "--state", state}
+	for _, v := range f.varsFiles {
+		parts = append(parts, "--vars", v)
+	}
+	for _, kv := range f.vars {
+		k, _, _ := strings.Cut(kv, "=")
+		if v, ok := vals.Get(k); ok && v.Secret {
+			parts = append(parts, "--var", k+"=…")
+			continue
+		}
+		parts = append(parts, "--var", kv)
+	}
+	if f.logPath != "" {
+		parts = append(parts, "--log", f.logPath)
+	}
+	return strings.Join(parts, " ")
+}

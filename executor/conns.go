@@ -1,0 +1,219 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/rs/zerolog"
+
+	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/redact"
+	"github.com/runbookhq/runbook/schema"
+)
+
+// conns opens the runbook's connections lazily, one session each, and gives
+// child processes their libpq environment. It implements actions.Conns.
+type conns struct {
+	defs    map[string]*schema.Connection
+	urls    map[string]string // evaluated connection strings (secret)
+	appName string
+	log     zerolog.Logger
+	red     *redact.Redactor
+	// identify checks and records the identity of a server on first connect.
+	identify func(name string, s Server) error
+	tmpDir   string
+
+	mu   sync.Mutex
+	open map[string]*pgx.Conn
+}
+
+func newConns(rb *schema.Runbook, urls map[string]string, appName string, log zerolog.Logger, red *redact.Redactor) *conns {
+	c := &conns{defs: map[string]*schema.Connection{}, urls: urls, appName: appName, log: log, red: red, open: map[string]*pgx.Conn{}}
+	for _, d := range rb.Connections {
+		c.defs[d.Name] = d
+	}
+	return c
+}
+
+func (c *conns) config(name string) (*pgx.ConnConfig, error) {
+	raw, ok := c.urls[name]
+	if !ok {
+		return nil, fmt.Errorf("no connection %q", name)
+	}
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("connection %s: invalid connection string (not shown: it may contain a password)", name)
+	}
+	return cfg, nil
+}
+
+// Conn implements actions.Conns.
+func (c *conns) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conn := c.open[name]; conn != nil && !conn.IsClosed() {
+		return conn, nil
+	}
+	cfg, err := c.config(name)
+	if err != nil {
+		return nil, err
+	}
+	def := c.defs[name]
+	params := cfg.RuntimeParams
+	params["application_name"] = c.appName
+	for k, v := range sessionSettings(def) {
+		params[k] = v
+	}
+	log := c.log.With().Str("conn", name).Logger()
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		log.Info().Str("event", "sql.notice").Str("severity", n.Severity).Str("sqlstate", n.Code).Msg(n.Message)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connection %s: %w", name, c.red.Error(err))
+	}
+	var srv Server
+	err = conn.QueryRow(ctx, `SELECT (SELECT system_identifier::text FROM pg_control_system()),
+		current_setting('server_version'), current_database()`).Scan(&srv.SystemID, &srv.Version, &srv.Database)
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("connection %s: reading the server's identity: %w", name, c.red.Error(err))
+	}
+	if c.identify != nil {
+		if err := c.identify(name, srv); err != nil {
+			conn.Close(context.Background())
+			return nil, err
+		}
+	}
+	log.Info().Str("event", "conn.open").Str("host", cfg.Host).Uint16("port", cfg.Port).
+		Str("database", cfg.Database).Str("user", cfg.User).Str("server_version", srv.Version).
+		Str("system_identifier", srv.SystemID).Msg("connected")
+	c.open[name] = conn
+	return conn, nil
+}
+
+// ChildEnv implements actions.Conns: libpq's environment for a child process,
+// the password in a 0600 passfile (never in argv, never in the environment).
+func (c *conns) ChildEnv(ctx context.Context, name string) ([]string, error) {
+	// Connect first: the server's identity is checked and recorded (a resume
+	// against another server refuses), and a wrong password fails here, clearly.
+	if _, err := c.Conn(ctx, name); err != nil {
+		return nil, err
+	}
+	cfg, err := c.config(name)
+	if err != nil {
+		return nil, err
+	}
+	env := []string{
+		"PGHOST=" + cfg.Host,
+		"PGPORT=" + strconv.Itoa(int(cfg.Port)),
+		"PGUSER=" + cfg.User,
+		"PGDATABASE=" + cfg.Database,
+		"PGAPPNAME=" + c.appName,
+		"PGPASSWORD=", // an inherited password must not leak to another server
+	}
+	for k, v := range libpqOptions(c.urls[name]) {
+		env = append(env, k+"="+v)
+	}
+	if cfg.Password != "" {
+		pf, err := c.passfile(name, cfg)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "PGPASSFILE="+pf)
+	}
+	return env, nil
+}
+
+// passfile writes a 0600 libpq password file for one connection.
+func (c *conns) passfile(name string, cfg *pgx.ConnConfig) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tmpDir == "" {
+		dir, err := os.MkdirTemp("", "runbook-")
+		if err != nil {
+			return "", err
+		}
+		c.tmpDir = dir
+	}
+	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+	line := fmt.Sprintf("*:*:*:%s:%s\n", esc.Replace(cfg.User), esc.Replace(cfg.Password))
+	p := filepath.Join(c.tmpDir, name+".pgpass")
+	if err := os.WriteFile(p, []byte(line), 0o600); err != nil {
+		return "", fmt.Errorf("passfile: %w", err)
+	}
+	return p, nil
+}
+
+// libpqOptions maps a connection string's TLS and other options to libpq
+// environment variables.
+func libpqOptions(raw string) map[string]string {
+	names := map[string]string{"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
+		"sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT", "options": "PGOPTIONS",
+		"target_session_attrs": "PGTARGETSESSIONATTRS", "sslcrl": "PGSSLCRL"}
+	out := map[string]string{}
+	if strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return out
+		}
+		for k, vs := range u.Query() {
+			if env, ok := names[k]; ok && len(vs) > 0 {
+				out[env] = vs[len(vs)-1]
+			}
+		}
+		return out
+	}
+	for _, f := range strings.Fields(raw) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			if env, ok := names[k]; ok {
+				out[env] = strings.Trim(v, "'")
+			}
+		}
+	}
+	return out
+}
+
+// lock takes the runbook's session advisory lock on a connection.
+func (c *conns) lock(ctx context.Context, name, runbook string) error {
+	conn, err := c.Conn(ctx, name)
+	if err != nil {
+		return err
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('runbook:' || $1, 0))`, runbook).Scan(&ok); err != nil {
+		return fmt.Errorf("advisory lock on %s: %w", name, c.red.Error(err))
+	}
+	if !ok {
+		var holder string
+		_ = conn.QueryRow(ctx, `SELECT coalesce(string_agg(a.application_name || ' (pid ' || a.pid || ')', ', '), 'unknown')
+			FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (hashtextextended('runbook:' || $1, 0) & x'ffffffff'::bigint)::oid`, runbook).Scan(&holder)
+		return exitcode.With(exitcode.Refused, fmt.Errorf("another run of %s holds its advisory lock on connection %s: %s", runbook, name, holder))
+	}
+	return nil
+}
+
+// close closes every connection and removes passfiles.
+func (c *conns) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, conn := range c.open {
+		ctx, cancel := context.WithTimeout(context.Background(), timeoutClose)
+		conn.Close(ctx)
+		cancel()
+		delete(c.open, name)
+	}
+	if c.tmpDir != "" {
+		os.RemoveAll(c.tmpDir)
+		c.tmpDir = ""
+	}
+}

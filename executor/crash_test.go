@@ -1,0 +1,270 @@
+package executor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/runbookhq/runbook/internal/pgtest"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// buildBinary builds the runbook command once per test binary.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "runbook-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "runbook")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/runbookhq/runbook/cmd/runbook").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// crashRun runs the binary with args and kills it with SIGKILL after delay
+// (never, when delay is 0). It returns the exit code (-1 when killed).
+func crashRun(t *testing.T, bin, dir string, delay time.Duration, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if delay > 0 {
+		timer := time.AfterFunc(delay, func() {
+			// The whole group: runbook and its children die together, as in
+			// a crash of the machine's session.
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		})
+		defer timer.Stop()
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.String()
+	case errors.As(err, &ee) && ee.ExitCode() >= 0:
+		return ee.ExitCode(), out.String()
+	case errors.As(err, &ee):
+		return -1, out.String()
+	}
+	t.Fatalf("run: %v\n%s", err, out.String())
+	return 0, ""
+}
+
+// TestCrashResumeExactlyOnce kills the real binary with SIGKILL at random
+// moments across generate steps in each transaction mode and a long run of
+// one-statement sql steps, resumes until the run completes, and checks that
+// the database holds every effect exactly once: every statement is a
+// non-idempotent INSERT, so a repeat or a skip shows as a count other than 1.
+func TestCrashResumeExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash harness: skipped with -short")
+	}
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+
+	const sqlSteps = 300
+	const genRows = 400
+	copyURL := srv.NewDatabase(t)
+	var b strings.Builder
+	b.WriteString(`version: 1
+name: crash
+params:
+  url: {secret: true}
+  copy_url: {secret: true}
+connections:
+  db: ${{ params.url }}
+  copy: ${{ params.copy_url }}
+steps:
+  - id: setup
+    sql:
+      on: db
+      script: |
+        CREATE TABLE effects (k text NOT NULL);
+        CREATE TABLE source_rows AS SELECT g AS i FROM generate_series(1, ` + fmt.Sprint(genRows) + `) g;
+`)
+	for _, mode := range []string{"each", "batch", "all"} {
+		fmt.Fprintf(&b, `  - id: gen-%[1]s
+    generate:
+      on: db
+      query: SELECT format('INSERT INTO effects VALUES (%%L)', 'gen-%[1]s-' || i) FROM source_rows ORDER BY i
+      transaction: %[1]s
+`, mode)
+		if mode == "batch" {
+			b.WriteString("      batch_size: 7\n")
+		}
+	}
+	// A pipe is not transactional: it is re-run after an interruption because
+	// it says it is idempotent (a single-transaction restore that replaces).
+	b.WriteString(`  - id: copy
+    idempotent: true
+    shell:
+      pipe:
+        - cmd: [pg_dump, -Fc, -t, source_rows]
+          conn: db
+        - cmd: [pg_restore, --clean, --if-exists, --single-transaction, --no-owner, -d, '${{ conn.copy.database }}']
+          conn: copy
+`)
+	for i := 0; i < sqlSteps; i++ {
+		fmt.Fprintf(&b, "  - id: s%03d\n    sql: {on: db, script: \"INSERT INTO effects VALUES ('sql-%03d')\"}\n", i, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "crash.yaml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	args := []string{"--var", "url=" + url, "--var", "copy_url=" + copyURL, "--state", filepath.Join(dir, "state.json"), "--log-format", "json"}
+	kills, runs, settledCommitted, settledAborted := 0, 0, 0, 0
+	const wantKills = 60
+	code, out := crashRun(t, bin, dir, time.Duration(20+rng.Intn(150))*time.Millisecond, append([]string{"run", "crash.yaml"}, args...)...)
+	for ; code != 0; runs++ {
+		if code != -1 {
+			t.Fatalf("run %d: exit %d, want 0 or killed\n%s", runs, code, tail(out))
+		}
+		kills++
+		if runs > 200 {
+			t.Fatalf("no completion after %d resumes", runs)
+		}
+		delay := time.Duration(5+rng.Intn(60)) * time.Millisecond
+		if kills >= wantKills {
+			delay = 0 // enough kills: let it finish
+		}
+		verb := "resume"
+		if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+			verb = "run" // killed before the state existed: nothing to resume yet
+		}
+		code, out = crashRun(t, bin, dir, delay, append([]string{verb, "crash.yaml"}, args...)...)
+		settledCommitted += strings.Count(out, `"event":"step.settled","step"`) - strings.Count(out, `"outcome":"aborted"`)
+		settledAborted += strings.Count(out, `"outcome":"aborted"`)
+	}
+	t.Logf("%d kills (SIGKILL) survived, %d resumes; in-doubt transactions settled by the server: %d committed, %d aborted",
+		kills, runs, settledCommitted, settledAborted)
+	if kills < 10 {
+		t.Errorf("only %d kills landed before the run completed: the harness proves little", kills)
+	}
+
+	// Every effect exactly once.
+	rows := srv.Query(t, dbName(url), `SELECT k, count(*) FROM effects GROUP BY k HAVING count(*) <> 1 ORDER BY k LIMIT 10`)
+	if len(rows) > 0 {
+		t.Errorf("effects applied more than once: %v", rows)
+	}
+	want := 3*genRows + sqlSteps
+	if got := srv.QueryValue(t, dbName(url), `SELECT count(DISTINCT k) FROM effects`); got != fmt.Sprint(want) {
+		t.Errorf("%s distinct effects, want %d (a step or statement was skipped)", got, want)
+	}
+	if got := srv.QueryValue(t, dbName(copyURL), `SELECT count(*) FROM source_rows`); got != fmt.Sprint(genRows) {
+		t.Errorf("the copied table has %s rows, want %d", got, genRows)
+	}
+}
+
+func dbName(url string) string {
+	name := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.IndexByte(name, '?'); i >= 0 {
+		name = name[:i]
+	}
+	return name
+}
+
+func tail(s string) string {
+	if len(s) > 3000 {
+		return "…" + s[len(s)-3000:]
+	}
+	return s
+}
+
+// TestInDoubtCommitSettledByServer kills the process exactly inside the two
+// in-doubt windows — after the transaction id is durable but before COMMIT, and
+// after COMMIT but before the progress is recorded — for an sql step and for
+// each generate mode, and checks that resume settles the transaction with the
+// server (pg_xact_status) and leaves every effect exactly once.
+func TestInDoubtCommitSettledByServer(t *testing.T) {
+	srv := pgtest.Shared(t)
+	bin := buildBinary(t)
+	cases := []struct{ point, step, n, settled string }{
+		{"before-commit", "one", "1", "did not commit"},
+		{"committed", "one", "1", "committed"},
+		{"before-commit", "gen-each", "3", "did not commit"},
+		{"committed", "gen-each", "3", "committed"},
+		{"before-commit", "gen-batch", "2", "did not commit"},
+		{"committed", "gen-batch", "2", "committed"},
+		{"before-commit", "gen-all", "1", "did not commit"},
+		{"committed", "gen-all", "1", "committed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.point+"/"+tc.step, func(t *testing.T) {
+			url := srv.NewDatabase(t)
+			dir := t.TempDir()
+			rb := `version: 1
+name: indoubt
+params:
+  url: {secret: true}
+connections:
+  db: ${{ params.url }}
+steps:
+  - id: setup
+    sql: {on: db, script: "CREATE TABLE effects (k text NOT NULL)"}
+  - id: one
+    sql: {on: db, script: "INSERT INTO effects VALUES ('one'); INSERT INTO effects VALUES ('one-b')"}
+  - id: gen-each
+    generate: {on: db, query: "SELECT format('INSERT INTO effects VALUES (%L)', 'each-' || g) FROM generate_series(1, 10) g"}
+  - id: gen-batch
+    generate: {on: db, transaction: batch, batch_size: 3, query: "SELECT format('INSERT INTO effects VALUES (%L)', 'batch-' || g) FROM generate_series(1, 10) g"}
+  - id: gen-all
+    generate: {on: db, transaction: all, query: "SELECT format('INSERT INTO effects VALUES (%L)', 'all-' || g) FROM generate_series(1, 10) g"}
+`
+			if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"rb.yaml", "--var", "url=" + url, "--state", "st.json", "--log-format", "json"}
+			t.Setenv("RUNBOOK_CRASH_AFTER", tc.point+":"+tc.step+":"+tc.n)
+			if code, out := crashRun(t, bin, dir, 0, append([]string{"run"}, args...)...); code != -1 {
+				t.Fatalf("the fault was not hit: exit %d\n%s", code, tail(out))
+			}
+			os.Unsetenv("RUNBOOK_CRASH_AFTER")
+			code, out := crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...)
+			if code != 0 {
+				t.Fatalf("resume: exit %d\n%s", code, tail(out))
+			}
+			if !strings.Contains(out, `"event":"step.settled"`) || !strings.Contains(out, tc.settled) {
+				t.Errorf("resume did not settle the in-doubt transaction as %q:\n%s", tc.settled, tail(out))
+			}
+			if rows := srv.Query(t, dbName(url), `SELECT k, count(*) FROM effects GROUP BY k HAVING count(*) <> 1`); len(rows) > 0 {
+				t.Errorf("effects repeated: %v", rows)
+			}
+			if got := srv.QueryValue(t, dbName(url), `SELECT count(*) FROM effects`); got != "32" {
+				t.Errorf("%s effects, want 32", got)
+			}
+		})
+	}
+}

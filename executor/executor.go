@@ -1,0 +1,405 @@
+// Package executor runs a loaded runbook: step order, conditions, retries and
+// timeouts, always-steps, connections and the advisory lock, the durable state
+// and resume, the event log, and signals. It is a library; cmd/runbook is one
+// face of it.
+package executor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/runbookhq/runbook/actions"
+	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/redact"
+	"github.com/runbookhq/runbook/schema"
+)
+
+const timeoutClose = 5 * time.Second
+
+// Options configure a run or a resume.
+type Options struct {
+	Runbook *schema.Runbook
+	Values  schema.Values
+	// StatePath is the state file; "" derives one (DefaultStatePath).
+	StatePath string
+	// LogPath is the audit log (JSON lines, appended); "" for none.
+	LogPath string
+	// Resume continues the run recorded in the state.
+	Resume bool
+	// Fresh archives an unfinished state and starts anew.
+	Fresh bool
+	// Yes approves every confirm step; Approve approves the named ones.
+	Yes     bool
+	Approve []string
+	// Rerun names interrupted non-transactional steps that resume may run again.
+	Rerun    []string
+	Operator string
+	Ticket   string
+	// From starts at a step; Only runs just the named steps.
+	From string
+	Only []string
+	// Console receives the event stream: human on a terminal, JSON lines
+	// otherwise (LogFormat "text" or "json" overrides).
+	Console   io.Writer
+	LogFormat string
+	Terminal  bool
+	// Prompt reads the operator's answer to a confirm step; nil when there is
+	// no terminal to ask on.
+	Prompt  func(question string) (string, error)
+	Version string
+	// Command is how the operator invoked runbook, used to print the exact
+	// command that resumes (without secrets).
+	Command string
+}
+
+// Result says how a run ended.
+type Result struct {
+	RunID     string
+	StatePath string
+	Outcome   string
+}
+
+// Runner executes one run.
+type runner struct {
+	o     Options
+	rb    *schema.Runbook
+	st    *State
+	red   *redact.Redactor
+	log   zerolog.Logger
+	conns *conns
+	env   *schema.Env
+	dir   string
+	logf  *os.File
+}
+
+// Run runs (or resumes) a runbook and returns how it ended. The error carries
+// the exit code of SPEC §4 (internal/exitcode).
+func Run(ctx context.Context, o Options) (*Result, error) {
+	rb := o.Runbook
+	red := Secrets(rb, o.Values)
+	env, _, err := staticEnv(rb, o.Values, red)
+	if err != nil {
+		return nil, err
+	}
+	urls := map[string]string{}
+	for _, c := range rb.Connections {
+		u, err := c.URL.String(env)
+		if err != nil {
+			return nil, exitcode.With(exitcode.Invalid, fmt.Errorf("connection %s: %w", c.Name, red.Error(err)))
+		}
+		urls[c.Name] = u
+		red.AddConnString(u)
+	}
+	if o.Operator == "" {
+		o.Operator = osUser()
+	}
+	path := o.StatePath
+	if path == "" {
+		path = DefaultStatePath(rb, o.Values)
+	}
+	if err := checkSelection(rb, o); err != nil {
+		return nil, err
+	}
+
+	lock, err := lockState(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := prepareState(path, lock, rb, o)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	r := &runner{o: o, rb: rb, st: st, red: red, env: env}
+	if !strings.HasPrefix(rb.File, "builtin:") {
+		r.dir = filepath.Dir(rb.File)
+	}
+	if err := r.setupLog(); err != nil {
+		st.close()
+		return nil, err
+	}
+	defer r.closeLog()
+	env.Run = schema.RunInfo{ID: st.RunID, Operator: o.Operator, StartedAt: st.Started.Format(time.RFC3339)}
+	app := fmt.Sprintf("runbook/%s/%s", rb.Name, st.RunID)
+	if len(app) > 63 {
+		app = app[:63]
+	}
+	r.conns = newConns(rb, urls, app, r.log, red)
+	r.conns.identify = r.identify
+	for name, u := range urls {
+		if info, err := ParseConnInfo(u); err == nil {
+			env.Conn[name] = info
+		}
+	}
+
+	res := &Result{RunID: st.RunID, StatePath: path}
+	runErr := r.run(ctx)
+	r.conns.close()
+	res.Outcome = st.Outcome
+	if cerr := st.close(); cerr != nil && runErr == nil {
+		runErr = fmt.Errorf("state %s: %w", path, cerr)
+	}
+	return res, runErr
+}
+
+// prepareState loads or creates the state for a run or a resume.
+func prepareState(path string, lock *os.File, rb *schema.Runbook, o Options) (*State, error) {
+	old, err := loadState(path)
+	if err != nil {
+		return nil, exitcode.With(exitcode.Refused, err)
+	}
+	resumeCmd := resumeCommand(o, path)
+	switch {
+	case o.Resume && old == nil:
+		return nil, exitcode.With(exitcode.Refused, fmt.Errorf("nothing to resume: no state at %s (start with runbook run)", path))
+	case o.Resume:
+		if err := checkResume(old, rb, o); err != nil {
+			return nil, err
+		}
+		old.lock = lock
+		old.path = path
+		if err := old.open(); err != nil {
+			return nil, err
+		}
+		return old, old.write(&record{Reopen: &reopenRecord{At: time.Now().UTC()}}, true)
+	case old != nil && old.Unfinished() && !o.Fresh:
+		return nil, exitcode.With(exitcode.Refused, fmt.Errorf("state %s holds an unfinished run (%s, started %s by %s); continue it with:\n  %s\nor start over with --fresh (the old state is archived)",
+			path, old.RunID, old.Started.Format(time.RFC3339), old.Operator, resumeCmd))
+	case old != nil:
+		archive := fmt.Sprintf("%s.%s", path, old.Started.Format("20060102T150405Z"))
+		if err := os.Rename(path, archive); err != nil {
+			return nil, err
+		}
+		os.Rename(path+".journal", archive+".journal")
+	}
+	st := newState(path, newRunID(), o.Operator, rb, o.Values)
+	st.lock = lock
+	if err := st.open(); err != nil {
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// checkResume refuses a resume whose runbook or params do not match the state.
+func checkResume(st *State, rb *schema.Runbook, o Options) error {
+	refuse := func(format string, args ...any) error {
+		return exitcode.With(exitcode.Refused, fmt.Errorf("resume refused: "+format, args...))
+	}
+	if !st.Unfinished() {
+		return refuse("the run %s in %s already succeeded; start a new one with runbook run", st.RunID, st.path)
+	}
+	if st.Runbook.Name != rb.Name {
+		return refuse("the state belongs to runbook %s, not %s", st.Runbook.Name, rb.Name)
+	}
+	for _, v := range o.Values {
+		if v.Secret {
+			continue
+		}
+		if old, ok := st.Params[v.Name]; ok && old != v.Value {
+			return refuse("param %s is %q in the state but %q now; non-secret params must match", v.Name, old, v.Value)
+		}
+	}
+	var drift []string
+	for _, s := range st.Steps {
+		if s.Status != Succeeded && s.Status != Skipped {
+			continue
+		}
+		cur := rb.Step(s.ID)
+		switch {
+		case cur == nil:
+			drift = append(drift, fmt.Sprintf("  - step %s (completed) was removed from the runbook", s.ID))
+		case cur.Digest != s.Digest:
+			drift = append(drift, fmt.Sprintf("  ~ step %s (completed) changed since it ran (digest %s → %s)", s.ID, short(s.Digest), short(cur.Digest)))
+		}
+	}
+	if len(drift) > 0 {
+		return refuse("completed steps changed since they ran:\n%s\nrestore their definitions (pending and failed steps may be edited)", strings.Join(drift, "\n"))
+	}
+	return nil
+}
+
+func short(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
+
+func checkSelection(rb *schema.Runbook, o Options) error {
+	for _, id := range append(append(append([]string{o.From}, o.Only...), o.Approve...), o.Rerun...) {
+		if id != "" && rb.Step(id) == nil {
+			return exitcode.With(exitcode.Invalid, fmt.Errorf("no step %q in %s (steps: %s)", id, rb.Name, strings.Join(rb.StepIDs(), ", ")))
+		}
+	}
+	return nil
+}
+
+func newRunID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+// resumeCommand is the command that resumes this run, without secrets.
+func resumeCommand(o Options, path string) string {
+	if o.Command != "" {
+		return o.Command
+	}
+	return fmt.Sprintf("runbook resume %s --state %s", o.Runbook.File, path)
+}
+
+// identify records the identity of each server, and refuses a resume against
+// another server than the one the run started on.
+func (r *runner) identify(name string, s Server) error {
+	if old, ok := r.st.Servers[name]; ok && old.SystemID != s.SystemID {
+		return exitcode.With(exitcode.Refused, fmt.Errorf("connection %s reaches server %s (database %s), but this run started on server %s (database %s): resume refused",
+			name, s.SystemID, s.Database, old.SystemID, old.Database))
+	}
+	if old, ok := r.st.Servers[name]; ok && old == s {
+		return nil
+	}
+	return r.st.write(&record{Server: &serverRecord{Conn: name, Server: s}}, true)
+}
+
+// run executes the steps in order.
+func (r *runner) run(ctx context.Context) error {
+	st, rb := r.st, r.rb
+	params := map[string]string{}
+	for _, v := range r.o.Values {
+		params[v.Name] = v.Display()
+	}
+	r.log.Info().Str("event", "run.start").Str("operator", r.o.Operator).Str("host", hostname()).
+		Str("version", r.o.Version).Str("runbook", rb.File).Str("runbook_digest", rb.Digest).
+		Interface("params", params).Str("ticket", r.o.Ticket).Str("state", st.path).Bool("resume", r.o.Resume).
+		Msgf("%s %s (run %s, state %s)", map[bool]string{true: "resuming", false: "starting"}[r.o.Resume], rb.Name, st.RunID, st.path)
+
+	// Earlier steps' results, for expressions (they survive a resume).
+	for _, s := range st.Steps {
+		r.env.Steps[s.ID] = schema.StepResult{Status: s.Status, Outputs: s.Outputs}
+	}
+	// A resume checks every server the run reached before anything runs.
+	for _, name := range sortedKeys(st.Servers) {
+		if _, ok := r.conns.urls[name]; !ok {
+			continue
+		}
+		if _, err := r.conns.Conn(ctx, name); err != nil {
+			return r.finish("failed", err)
+		}
+	}
+	if rb.Lock != nil {
+		if err := r.conns.lock(ctx, rb.Lock.Name, rb.Name); err != nil {
+			return r.finish("failed", err)
+		}
+	}
+	if err := r.settle(ctx); err != nil {
+		return r.finish("failed", err)
+	}
+
+	var failure error
+	interrupted := false
+	started := r.o.From == ""
+	for _, step := range rb.Steps {
+		if step.ID == r.o.From {
+			started = true
+		}
+		ss := st.step(step.ID)
+		if ss != nil && (ss.Status == Succeeded || ss.Status == Skipped) {
+			continue
+		}
+		if !started || (len(r.o.Only) > 0 && !contains(r.o.Only, step.ID)) {
+			continue
+		}
+		if (failure != nil || interrupted) && !step.Always {
+			continue
+		}
+		stepCtx := ctx
+		if interrupted || ctx.Err() != nil {
+			// Clean-up steps run after an interrupt, bounded, on a context of
+			// their own (a second Ctrl-C ends the process at once).
+			var cancel context.CancelFunc
+			stepCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+		}
+		err := r.runStep(stepCtx, step)
+		switch {
+		case err == nil:
+		case errors.Is(err, errApprovalRequired):
+			r.log.Warn().Str("event", "run.paused").Str("step", step.ID).Msgf("step %s needs approval: resume with --approve %s, or run on a terminal", step.ID, step.ID)
+			return r.finish("approval-required", exitcode.With(exitcode.Approval, fmt.Errorf("step %s needs approval; continue with:\n  %s --approve %s", step.ID, resumeCommand(r.o, st.path), step.ID)))
+		case ctx.Err() != nil && !interrupted:
+			interrupted = true
+			r.log.Warn().Str("event", "run.interrupted").Str("step", step.ID).Msg("interrupted: running clean-up (always) steps; the state is resumable")
+			failure = err
+		case step.OnFailure == "continue":
+			r.log.Warn().Str("event", "step.failure_ignored").Str("step", step.ID).Msg("step failed; on_failure: continue")
+		case failure == nil:
+			failure = err
+		}
+	}
+	switch {
+	case interrupted:
+		return r.finish("interrupted", exitcode.With(exitcode.Interrupted, fmt.Errorf("interrupted; the state is resumable:\n  %s", resumeCommand(r.o, st.path))))
+	case failure != nil:
+		return r.finish("failed", exitcode.With(exitcode.StepFailed, fmt.Errorf("%w\nfix the cause, then continue with:\n  %s", failure, resumeCommand(r.o, st.path))))
+	}
+	return r.finish("succeeded", nil)
+}
+
+// cleanupTimeout bounds always-steps that run after an interrupt.
+const cleanupTimeout = 5 * time.Minute
+
+func (r *runner) finish(outcome string, err error) error {
+	if exitcode.Of(err) == exitcode.Refused {
+		outcome = "refused"
+	}
+	now := time.Now().UTC()
+	if werr := r.st.write(&record{Outcome: outcome, Ended: &now}, true); werr != nil && err == nil {
+		err = werr
+	}
+	ev := r.log.Info()
+	if outcome != "succeeded" {
+		ev = r.log.Error()
+	}
+	if err != nil {
+		ev = ev.Str("error", r.red.String(err.Error()))
+	}
+	ev.Str("event", "run.end").Str("outcome", outcome).Dur("duration", now.Sub(r.st.Started)).Msgf("run %s", outcome)
+	if err != nil {
+		return r.red.Error(err)
+	}
+	return nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = actions.Outputs{}

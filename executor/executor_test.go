@@ -1,0 +1,390 @@
+package executor_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/runbookhq/runbook/executor"
+	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/pgtest"
+	"github.com/runbookhq/runbook/schema"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// harness runs runbooks written into a temporary directory.
+type harness struct {
+	t     *testing.T
+	dir   string
+	state string
+}
+
+func newHarness(t *testing.T) *harness {
+	dir := t.TempDir()
+	return &harness{t: t, dir: dir, state: filepath.Join(dir, "state.json")}
+}
+
+// write writes the runbook file and returns its path.
+func (h *harness) write(src string) string {
+	p := filepath.Join(h.dir, "rb.yaml")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+type outcome struct {
+	code   int
+	err    error
+	events []map[string]any
+	out    string
+}
+
+// run loads the runbook file and runs it with opts, returning the exit code
+// and the JSON events.
+func (h *harness) run(vars []string, opts executor.Options) outcome {
+	h.t.Helper()
+	rb, err := schema.LoadFile(filepath.Join(h.dir, "rb.yaml"))
+	if err != nil {
+		h.t.Fatalf("load: %v", err)
+	}
+	vals, err := rb.ResolveParams(schema.ParamInputs{Vars: vars})
+	if err != nil {
+		h.t.Fatalf("params: %v", err)
+	}
+	var buf bytes.Buffer
+	opts.Runbook, opts.Values, opts.Console, opts.LogFormat = rb, vals, &buf, "json"
+	if opts.StatePath == "" {
+		opts.StatePath = h.state
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err = executor.Run(ctx, opts)
+	o := outcome{code: exitcode.Of(err), err: err, out: buf.String()}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			h.t.Fatalf("console line is not JSON: %q", line)
+		}
+		o.events = append(o.events, ev)
+	}
+	return o
+}
+
+// statuses returns each step's final status from step.end/step.skip events.
+func (o outcome) statuses() map[string]string {
+	m := map[string]string{}
+	for _, ev := range o.events {
+		switch ev["event"] {
+		case "step.end":
+			m[ev["step"].(string)] = ev["status"].(string)
+		case "step.skip":
+			m[ev["step"].(string)] = "skipped"
+		}
+	}
+	return m
+}
+
+func (o outcome) count(event, step string) int {
+	n := 0
+	for _, ev := range o.events {
+		if ev["event"] == event && (step == "" || ev["step"] == step) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestStepControls(t *testing.T) {
+	h := newHarness(t)
+	counter := filepath.Join(h.dir, "counter")
+	h.write(`version: 1
+name: controls
+params:
+  flaky_file: {}
+  enabled: {default: "no"}
+steps:
+  - id: skipped
+    when: params.enabled == "yes"
+    shell: {run: "exit 1"}
+  - id: flaky
+    retry: {attempts: 3, delay: 10ms, backoff: 2}
+    shell:
+      run: |
+        n=$(cat "$F" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$F"
+        [ "$n" -ge 3 ]
+      env: {F: '${{ params.flaky_file }}'}
+  - id: tolerated
+    on_failure: continue
+    shell: {run: "exit 4"}
+  - id: slow
+    timeout: 200ms
+    shell: {run: "sleep 10"}
+  - id: never
+    shell: {run: "echo never"}
+  - id: cleanup
+    always: true
+    shell: {run: "echo cleanup"}
+`)
+	start := time.Now()
+	o := h.run([]string{"flaky_file=" + counter}, executor.Options{})
+	if o.code != exitcode.StepFailed {
+		t.Fatalf("exit code %d, want 1 (err %v)", o.code, o.err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("timeout did not end the slow step: the run took %s", d)
+	}
+	want := map[string]string{"skipped": "skipped", "flaky": "succeeded", "tolerated": "failed", "slow": "failed", "cleanup": "succeeded"}
+	got := o.statuses()
+	for id, st := range want {
+		if got[id] != st {
+			t.Errorf("step %s: status %q, want %q", id, got[id], st)
+		}
+	}
+	if _, ran := got["never"]; ran {
+		t.Errorf("step never ran after a failure")
+	}
+	if n := o.count("step.retry", "flaky"); n != 2 {
+		t.Errorf("flaky retried %d times, want 2", n)
+	}
+	if b, _ := os.ReadFile(counter); strings.TrimSpace(string(b)) != "3" {
+		t.Errorf("flaky ran %q times, want 3", b)
+	}
+	if !strings.Contains(o.err.Error(), "step slow failed") || !strings.Contains(o.err.Error(), "timeout of 200ms") {
+		t.Errorf("error does not name the timed-out step: %v", o.err)
+	}
+}
+
+func TestRunRefusesUnfinishedStateAndResumeContinues(t *testing.T) {
+	h := newHarness(t)
+	marker := filepath.Join(h.dir, "ran")
+	h.write(`version: 1
+name: resumable
+steps:
+  - id: first
+    shell: {run: "echo x >> ` + marker + `"}
+  - id: second
+    shell: {run: "exit 7"}
+  - id: third
+    shell: {run: "echo third"}
+`)
+	if o := h.run(nil, executor.Options{}); o.code != 1 {
+		t.Fatalf("first run: exit %d, want 1", o.code)
+	}
+	o := h.run(nil, executor.Options{})
+	if o.code != exitcode.Refused || !strings.Contains(o.err.Error(), "runbook resume") {
+		t.Fatalf("run on unfinished state: exit %d (%v), want 4 with the resume command", o.code, o.err)
+	}
+	// Fix the failed step: a failed step may be edited.
+	h.write(`version: 1
+name: resumable
+steps:
+  - id: first
+    shell: {run: "echo x >> ` + marker + `"}
+  - id: second
+    shell: {run: "exit 0"}
+  - id: third
+    shell: {run: "echo third"}
+`)
+	o = h.run(nil, executor.Options{Resume: true})
+	if o.code != 0 {
+		t.Fatalf("resume: exit %d (%v)", o.code, o.err)
+	}
+	if b, _ := os.ReadFile(marker); string(b) != "x\n" {
+		t.Errorf("the completed step ran again on resume: marker %q", b)
+	}
+	if got := o.statuses(); got["second"] != "succeeded" || got["third"] != "succeeded" || got["first"] != "" {
+		t.Errorf("resume ran %v, want second and third only", got)
+	}
+	o = h.run(nil, executor.Options{Resume: true})
+	if o.code != exitcode.Refused {
+		t.Errorf("resume of a finished run: exit %d, want 4", o.code)
+	}
+}
+
+func TestResumeRefusesDrift(t *testing.T) {
+	h := newHarness(t)
+	h.write(`version: 1
+name: drift
+steps:
+  - id: done
+    shell: {run: "echo one"}
+  - id: broken
+    shell: {run: "exit 1"}
+`)
+	if o := h.run(nil, executor.Options{}); o.code != 1 {
+		t.Fatalf("exit %d, want 1", o.code)
+	}
+	// Comments and layout are not drift.
+	h.write(`version: 1
+name: drift
+steps:
+  # a comment
+  - id: done
+    shell:
+      run: "echo one"
+  - id: broken
+    shell: {run: "exit 1"}
+`)
+	if o := h.run(nil, executor.Options{Resume: true}); o.code != 1 {
+		t.Fatalf("resume after a layout change: exit %d (%v), want 1 (the broken step fails again)", o.code, o.err)
+	}
+	h.write(`version: 1
+name: drift
+steps:
+  - id: done
+    shell: {run: "echo two"}
+  - id: broken
+    shell: {run: "exit 0"}
+`)
+	o := h.run(nil, executor.Options{Resume: true})
+	if o.code != exitcode.Refused || !strings.Contains(o.err.Error(), "step done (completed) changed") {
+		t.Fatalf("resume after editing a completed step: exit %d (%v), want 4 naming the step", o.code, o.err)
+	}
+}
+
+func TestStateLockRefusesSecondRun(t *testing.T) {
+	h := newHarness(t)
+	h.write(`version: 1
+name: locked
+steps:
+  - id: wait
+    shell: {run: "sleep 2"}
+`)
+	done := make(chan outcome)
+	go func() { done <- h.run(nil, executor.Options{}) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(h.state + ".journal"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first run did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	o := h.run(nil, executor.Options{Resume: true})
+	if o.code != exitcode.Refused || !strings.Contains(o.err.Error(), "locked") {
+		t.Errorf("second process on the same state: exit %d (%v), want 4 (locked)", o.code, o.err)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("the second run waited for the lock instead of exiting at once")
+	}
+	if first := <-done; first.code != 0 {
+		t.Errorf("first run: exit %d (%v)", first.code, first.err)
+	}
+}
+
+func TestApprovalRequiredThenResumeWithApprove(t *testing.T) {
+	h := newHarness(t)
+	h.write(`version: 1
+name: approval
+steps:
+  - id: before
+    shell: {run: "echo before"}
+  - id: gate
+    confirm: Put the application in maintenance mode.
+  - id: after
+    shell: {run: "echo after"}
+`)
+	o := h.run(nil, executor.Options{})
+	if o.code != exitcode.Approval || !strings.Contains(o.err.Error(), "--approve gate") {
+		t.Fatalf("exit %d (%v), want 3 naming --approve gate", o.code, o.err)
+	}
+	if o.statuses()["after"] != "" {
+		t.Errorf("a step after the unapproved gate ran")
+	}
+	o = h.run(nil, executor.Options{Resume: true, Approve: []string{"gate"}, Operator: "alice"})
+	if o.code != 0 {
+		t.Fatalf("resume --approve: exit %d (%v)", o.code, o.err)
+	}
+	var approved map[string]any
+	for _, ev := range o.events {
+		if ev["event"] == "confirm.approved" {
+			approved = ev
+		}
+	}
+	if approved == nil || approved["by"] != "alice" || approved["how"] != "--approve gate" {
+		t.Errorf("approval event %v, want by alice how --approve gate", approved)
+	}
+	if o.count("step.end", "before") != 0 {
+		t.Errorf("the step before the gate ran again")
+	}
+}
+
+func TestAdvisoryLockHeldRefuses(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	h := newHarness(t)
+	h.write(`version: 1
+name: advisory
+params:
+  url: {secret: true}
+connections:
+  db: ${{ params.url }}
+lock: db
+steps:
+  - id: one
+    shell: {run: "echo one"}
+`)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := srv.Connect(t, cfg.Database)
+	if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_lock(hashtextextended('runbook:advisory', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	o := h.run([]string{"url=" + url}, executor.Options{})
+	if o.code != exitcode.Refused || !strings.Contains(o.err.Error(), "advisory lock") {
+		t.Fatalf("exit %d (%v), want 4 (advisory lock held)", o.code, o.err)
+	}
+	if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_unlock_all()`); err != nil {
+		t.Fatal(err)
+	}
+	if o := h.run([]string{"url=" + url}, executor.Options{Fresh: true}); o.code != 0 {
+		t.Fatalf("with the lock free: exit %d (%v)", o.code, o.err)
+	}
+}
+
+func TestResumeAgainstAnotherServerRefused(t *testing.T) {
+	a, b := pgtest.Pair(t)
+	if a.External() {
+		t.Skip("needs two clusters with distinct system identifiers (RUNBOOK_TEST_DATABASE_URL gives one server)")
+	}
+	h := newHarness(t)
+	h.write(`version: 1
+name: identity
+params:
+  url: {secret: true}
+connections:
+  db: ${{ params.url }}
+steps:
+  - id: touch
+    shell: {run: "psql -XAtc 'select 1'", conn: db}
+  - id: fail
+    shell: {run: "exit 1"}
+`)
+	if o := h.run([]string{"url=" + a.URL("postgres")}, executor.Options{}); o.code != 1 {
+		t.Fatalf("first run: exit %d (%v)", o.code, o.err)
+	}
+	if o := h.run([]string{"url=" + a.URL("postgres")}, executor.Options{Resume: true}); o.code != 1 {
+		t.Fatalf("resume on the same server: exit %d (%v)", o.code, o.err)
+	}
+	o := h.run([]string{"url=" + b.URL("postgres")}, executor.Options{Resume: true})
+	if o.code != exitcode.Refused || !strings.Contains(o.err.Error(), "resume refused") {
+		t.Fatalf("resume on another server: exit %d (%v), want 4", o.code, o.err)
+	}
+}

@@ -1,0 +1,56 @@
+package executor
+
+import (
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// setupLog builds the run's logger: the console (human on a terminal, JSON
+// lines otherwise) and the audit log file, both behind the secret redactor, so
+// no code path can forget to mask.
+func (r *runner) setupLog() error {
+	var writers []io.Writer
+	if r.o.Console != nil {
+		human := r.o.Terminal
+		switch r.o.LogFormat {
+		case "text":
+			human = true
+		case "json":
+			human = false
+		}
+		if human {
+			writers = append(writers, r.red.Writer(zerolog.ConsoleWriter{Out: r.o.Console, TimeFormat: "15:04:05",
+				NoColor: !r.o.Terminal, FieldsExclude: []string{"run_id", "event", "title", "kind"}}))
+		} else {
+			writers = append(writers, r.red.Writer(r.o.Console))
+		}
+	}
+	var audit *auditWriter
+	if r.o.LogPath != "" {
+		// zerolog → redact → audit → file: what is chained and hashed is
+		// exactly what is written, secrets already masked (docs/audit.md).
+		var err error
+		if audit, err = openAudit(r.o.LogPath); err != nil {
+			return err
+		}
+		r.logf = audit.f
+		writers = append(writers, r.red.Writer(audit))
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	r.log = zerolog.New(zerolog.MultiLevelWriter(writers...)).With().Timestamp().Str("run_id", r.st.RunID).Logger()
+	if audit != nil && audit.tear != nil {
+		// The first line written after a torn one records it (docs/audit.md).
+		r.log.Warn().Str("event", EventTruncated).Int("torn_bytes", audit.tear.Bytes).Str("torn_sha256", audit.tear.SHA256).
+			Msgf("the audit log %s ended in a torn line (%d bytes: a write cut short); it is kept, and the chain continues from the last complete line", r.o.LogPath, audit.tear.Bytes)
+	}
+	return nil
+}
+
+func (r *runner) closeLog() {
+	if r.logf != nil {
+		r.logf.Sync()
+		r.logf.Close()
+	}
+}

@@ -1,0 +1,88 @@
+package executor
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/runbookhq/runbook/internal/exitcode"
+)
+
+// Status is where a run stands, read from its state file (read-only: a run in
+// progress is not disturbed).
+type Status struct {
+	State    string            `json:"state"`
+	RunID    string            `json:"run_id"`
+	Runbook  StateRunbook      `json:"runbook"`
+	Operator string            `json:"operator"`
+	Started  time.Time         `json:"started_at"`
+	Ended    *time.Time        `json:"ended_at,omitempty"`
+	Outcome  string            `json:"outcome"`
+	Running  bool              `json:"locked"` // a process holds the state's lock now
+	Params   map[string]string `json:"params"`
+	Steps    []*StepState      `json:"steps"`
+}
+
+// ReadStatus reads a state file.
+func ReadStatus(path string) (*Status, error) {
+	st, err := loadState(path)
+	if err != nil {
+		return nil, exitcode.With(exitcode.Invalid, err)
+	}
+	if st == nil {
+		return nil, exitcode.With(exitcode.Invalid, fmt.Errorf("no state at %s", path))
+	}
+	s := &Status{State: path, RunID: st.RunID, Runbook: st.Runbook, Operator: st.Operator, Started: st.Started,
+		Ended: st.Ended, Outcome: st.Outcome, Params: st.Params, Steps: st.Steps}
+	if s.Outcome == "" {
+		s.Outcome = "unfinished"
+	}
+	if f, err := lockState(path); err != nil {
+		s.Running = true
+	} else {
+		f.Close()
+	}
+	return s, nil
+}
+
+// WriteJSON renders the status as JSON.
+func (s *Status) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+// WriteText renders the status for a human.
+func (s *Status) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "Run %s of %s (%s)\n", s.RunID, s.Runbook.Name, s.Runbook.File)
+	fmt.Fprintf(w, "  state     %s\n", s.State)
+	fmt.Fprintf(w, "  operator  %s\n", s.Operator)
+	fmt.Fprintf(w, "  started   %s\n", s.Started.Format(time.RFC3339))
+	outcome := s.Outcome
+	if s.Running {
+		outcome += " (a runbook process is running it now)"
+	}
+	fmt.Fprintf(w, "  outcome   %s\n\n", outcome)
+	width := 0
+	for _, st := range s.Steps {
+		width = max(width, len(st.ID))
+	}
+	for i, st := range s.Steps {
+		line := fmt.Sprintf("  %2d. %-*s  %-9s", i+1, width, st.ID, st.Status)
+		if st.Attempts > 1 {
+			line += fmt.Sprintf("  %d attempts", st.Attempts)
+		}
+		if st.Started != nil && st.Ended != nil {
+			line += "  " + st.Ended.Sub(*st.Started).Round(time.Millisecond).String()
+		}
+		if st.Progress != nil && st.Frozen != "" {
+			line += fmt.Sprintf("  %d statements done", st.Progress.Done)
+		}
+		if st.Error != "" {
+			line += "\n        " + strings.ReplaceAll(st.Error, "\n", "\n        ")
+		}
+		fmt.Fprintln(w, line)
+	}
+}

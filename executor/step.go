@@ -1,0 +1,375 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/runbookhq/runbook/actions"
+	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/schema"
+)
+
+// errApprovalRequired stops a run at a confirm step nobody could approve.
+var errApprovalRequired = errors.New("approval required")
+
+// runStep runs one step: its condition, its attempts with retry and timeout,
+// and its durable record.
+func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
+	log := r.log.With().Str("step", step.ID).Logger()
+	if step.When != nil {
+		ok, err := step.When.Bool(r.env)
+		if err != nil {
+			err = fmt.Errorf("step %s: when: %w", step.ID, err)
+			r.recordEnd(step, Failed, nil, err)
+			return err
+		}
+		if !ok {
+			log.Info().Str("event", "step.skip").Str("when", step.When.Src).Msgf("skipped: %s is false", step.When.Src)
+			return r.recordEnd(step, Skipped, nil, nil)
+		}
+	}
+	runner, ok := step.Action.(actions.Runner)
+	if !ok {
+		return fmt.Errorf("step %s: action %s cannot run", step.ID, step.Kind)
+	}
+	// Non-transactional work must be known to have started before it starts:
+	// resume then knows it may have happened.
+	now := time.Now().UTC()
+	if err := r.st.update(step.ID, true, func(s *StepState) {
+		s.Status, s.Started, s.Ended, s.Error, s.Digest = Running, &now, nil, "", step.Digest
+	}); err != nil {
+		return err
+	}
+	log.Info().Str("event", "step.start").Str("kind", step.Kind).Str("title", step.Title()).Msg(step.Title())
+
+	attempts, delay, backoff, maxDelay, on := 1, time.Second, 1.0, time.Duration(0), "transient"
+	if rt := step.Retry; rt != nil {
+		attempts = rt.Attempts
+		if rt.Delay != nil {
+			delay = rt.Delay.D()
+		}
+		if rt.Backoff >= 1 {
+			backoff = rt.Backoff
+		}
+		if rt.MaxDelay != nil {
+			maxDelay = rt.MaxDelay.D()
+		}
+		if rt.On != "" {
+			on = rt.On
+		}
+	}
+	var out actions.Outputs
+	var err error
+	for attempt := 1; attempt <= attempts; attempt++ {
+		r.st.update(step.ID, false, func(s *StepState) { s.Attempts++ })
+		out, err = r.attempt(ctx, step, runner, attempt)
+		if err == nil || errors.Is(err, errApprovalRequired) || ctx.Err() != nil {
+			break
+		}
+		if attempt == attempts || !retryable(step, on, err) {
+			break
+		}
+		log.Warn().Str("event", "step.retry").Int("attempt", attempt).Dur("delay", delay).Str("error", r.red.String(err.Error())).
+			Msgf("attempt %d of %d failed; retrying in %s", attempt, attempts, delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+		delay = time.Duration(float64(delay) * backoff)
+		if maxDelay > 0 && delay > maxDelay {
+			delay = maxDelay
+		}
+	}
+	switch {
+	case errors.Is(err, errApprovalRequired):
+		r.st.update(step.ID, true, func(s *StepState) { s.Status, s.Attempts = Pending, 0 })
+		return err
+	case err != nil:
+		err = fmt.Errorf("step %s failed: %w", step.ID, r.red.Error(err))
+		r.recordEnd(step, Failed, out, err)
+		return err
+	}
+	return r.recordEnd(step, Succeeded, out, nil)
+}
+
+// retryable reports whether a failed attempt may be retried: sql and generate
+// only on transient errors unless the step says on: any.
+func retryable(step *schema.Step, on string, err error) bool {
+	if on == "any" {
+		return true
+	}
+	switch step.Kind {
+	case "sql", "generate":
+		return actions.Transient(err)
+	}
+	return true
+}
+
+// attempt runs one attempt with the step's timeout.
+func (r *runner) attempt(ctx context.Context, step *schema.Step, runner actions.Runner, n int) (actions.Outputs, error) {
+	if step.Timeout != nil && step.Timeout.D() > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, step.Timeout.D(), fmt.Errorf("timeout of %s", step.Timeout.D()))
+		defer cancel()
+	}
+	rc := &actions.Context{Step: step, Env: r.env, Log: r.log.With().Str("step", step.ID).Logger(),
+		Conns: r.conns, Redact: r.red, Dir: r.dir, Journal: &journal{r: r, step: step.ID},
+		Approver: r, Attempt: n}
+	if r.o.Terminal {
+		rc.Terminal = r.o.Console
+	}
+	out, err := runner.Run(ctx, rc)
+	if err != nil && ctx.Err() != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			err = fmt.Errorf("%w (%v)", err, cause)
+		}
+	}
+	return out, err
+}
+
+// recordEnd makes a step's end durable and logs it.
+func (r *runner) recordEnd(step *schema.Step, status string, out actions.Outputs, stepErr error) error {
+	now := time.Now().UTC()
+	var started time.Time
+	err := r.st.update(step.ID, true, func(s *StepState) {
+		s.Status, s.Ended, s.Outputs, s.Pending, s.Digest = status, &now, out, nil, step.Digest
+		if s.Started != nil {
+			started = *s.Started
+		}
+		if stepErr != nil {
+			s.Error = r.red.String(stepErr.Error())
+		}
+	})
+	r.env.Steps[step.ID] = schema.StepResult{Status: status, Outputs: out}
+	if status == Skipped {
+		return err
+	}
+	ev := r.log.Info()
+	if stepErr != nil {
+		ev = r.log.Error().Str("error", r.red.String(stepErr.Error()))
+	}
+	ev.Str("event", "step.end").Str("step", step.ID).Str("status", status).Dur("duration", now.Sub(started)).
+		Interface("outputs", summarize(out)).Msgf("%s %s", step.ID, status)
+	return err
+}
+
+// summarize keeps log lines small: long lists are counted, not copied.
+func summarize(out actions.Outputs) map[string]any {
+	if out == nil {
+		return nil
+	}
+	m := map[string]any{}
+	for k, v := range out {
+		switch x := v.(type) {
+		case []map[string]any:
+			if len(x) > 20 {
+				m[k] = fmt.Sprintf("%d rows", len(x))
+				continue
+			}
+		case []string:
+			if len(x) > 20 {
+				m[k] = fmt.Sprintf("%d items", len(x))
+				continue
+			}
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// Approve implements actions.Approver: --yes, --approve ID, an approval kept
+// in the state, or the operator typing yes on a terminal.
+func (r *runner) Approve(ctx context.Context, stepID, message string) (actions.Approval, error) {
+	now := time.Now().UTC()
+	var a actions.Approval
+	switch {
+	case contains(r.o.Approve, stepID):
+		a = actions.Approval{By: r.o.Operator, How: "--approve " + stepID, At: now}
+	case r.o.Yes:
+		a = actions.Approval{By: r.o.Operator, How: "--yes", At: now}
+	case r.o.Prompt != nil:
+		answer, err := r.o.Prompt(fmt.Sprintf("\n%s\nType yes to continue: ", message))
+		if err != nil {
+			return a, err
+		}
+		if strings.TrimSpace(answer) != "yes" {
+			return a, exitcode.With(exitcode.StepFailed, fmt.Errorf("not approved (answer %q)", strings.TrimSpace(answer)))
+		}
+		a = actions.Approval{By: r.o.Operator, How: "terminal", At: now}
+	default:
+		return a, errApprovalRequired
+	}
+	return a, r.st.write(&record{Approve: &approveRecord{Step: stepID, Approve: a}}, true)
+}
+
+// journal implements actions.Journal on the state.
+type journal struct {
+	r    *runner
+	step string
+}
+
+func (j *journal) Resume() *actions.Progress {
+	s := j.r.st.step(j.step)
+	if s == nil || s.Progress == nil {
+		return nil
+	}
+	p := *s.Progress
+	if s.Frozen != "" && p.Statements == nil {
+		if stmts, err := loadFrozen(s.Frozen); err == nil {
+			p.Statements = stmts
+		}
+	}
+	return &p
+}
+
+func (j *journal) Freeze(statements []string) error {
+	name, err := j.r.st.saveFrozen(j.step, statements)
+	if err != nil {
+		return fmt.Errorf("freezing the generated statements: %w", err)
+	}
+	return j.r.st.update(j.step, true, func(s *StepState) {
+		s.Frozen = name
+		s.Progress = &actions.Progress{Done: 0}
+	})
+}
+
+func (j *journal) BeforeCommit(ctx context.Context, tx actions.PendingTx) error {
+	err := j.r.st.update(j.step, true, func(s *StepState) { s.Pending = &tx })
+	crashPoint("before-commit", j.step)
+	return err
+}
+
+func (j *journal) Committed(tx actions.PendingTx) error {
+	crashPoint("committed", j.step)
+	// Not fsynced: if this record is lost, resume settles the pending
+	// transaction with pg_xact_status and reaches the same state.
+	return j.r.st.update(j.step, false, func(s *StepState) {
+		s.Pending = nil
+		p := actions.Progress{Done: tx.Done, Outputs: tx.Outputs}
+		s.Progress = &p
+	})
+}
+
+// settle resolves steps a dead process left running (SPEC §5), before any
+// step runs: an in-doubt commit is settled by the server, an interrupted
+// non-transactional step re-runs only when idempotent or named by --rerun.
+func (r *runner) settle(ctx context.Context) error {
+	for _, s := range r.st.Steps {
+		if s.Status != Running {
+			continue
+		}
+		step := r.rb.Step(s.ID)
+		if step == nil {
+			return exitcode.With(exitcode.Refused, fmt.Errorf("step %s was running when the run stopped but is no longer in the runbook", s.ID))
+		}
+		if s.Pending != nil && contains(r.o.Rerun, s.ID) {
+			// The operator checked and asks for the step to run again.
+			if err := r.st.update(s.ID, true, func(x *StepState) { x.Pending = nil }); err != nil {
+				return err
+			}
+			continue
+		}
+		if s.Pending != nil {
+			committed, err := r.settleTx(ctx, s.ID, *s.Pending)
+			if err != nil {
+				return err
+			}
+			pending := *s.Pending
+			if committed {
+				done := pending.Done
+				if err := r.st.update(s.ID, true, func(x *StepState) {
+					x.Pending = nil
+					x.Progress = &actions.Progress{Done: done, Outputs: pending.Outputs}
+				}); err != nil {
+					return err
+				}
+				if step.Kind == "sql" {
+					r.log.Info().Str("event", "step.settled").Str("step", s.ID).Uint64("xid", pending.XID).Str("outcome", "committed").
+						Msg("the interrupted step's transaction committed: the step is done")
+					if err := r.recordEnd(step, Succeeded, pending.Outputs, nil); err != nil {
+						return err
+					}
+					continue
+				}
+				r.log.Info().Str("event", "step.settled").Str("step", s.ID).Uint64("xid", pending.XID).Str("outcome", "committed").
+					Int("done", done).Msgf("the interrupted step's transaction committed: it continues after statement %d", done)
+				continue
+			}
+			r.st.update(s.ID, true, func(x *StepState) { x.Pending = nil })
+			r.log.Info().Str("event", "step.settled").Str("step", s.ID).Uint64("xid", pending.XID).Str("outcome", "aborted").
+				Msg("the interrupted step's transaction did not commit: it runs again")
+			continue
+		}
+		if transactional(step) || step.Idempotent || contains(r.o.Rerun, s.ID) || step.Kind == "assert" || step.Kind == "confirm" {
+			continue
+		}
+		return exitcode.With(exitcode.Refused, fmt.Errorf("step %s (%s) was interrupted while running and is not transactional: runbook cannot know whether it took effect.\nCheck its effect by hand, then either mark it re-runnable with --rerun %s, or set idempotent: true in the runbook if it is safe to run twice",
+			s.ID, step.Kind, s.ID))
+	}
+	return nil
+}
+
+// transactional reports whether a step's effects are committed only through
+// journaled transactions.
+func transactional(step *schema.Step) bool {
+	switch a := step.Action.(type) {
+	case *actions.SQL:
+		return a.InTransaction()
+	case *actions.Generate:
+		return true
+	}
+	return false
+}
+
+// settleTx asks the server whether a recorded transaction committed. A
+// transaction still in progress (its client died) is ended first: after a
+// bounded wait, its backend is terminated — only if pid and start time still
+// match the record.
+func (r *runner) settleTx(ctx context.Context, stepID string, tx actions.PendingTx) (bool, error) {
+	conn, err := r.conns.Conn(ctx, tx.Conn)
+	if err != nil {
+		return false, err
+	}
+	deadline := time.Now().Add(settleWait)
+	for {
+		var status *string
+		if err := conn.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, fmt.Sprint(tx.XID)).Scan(&status); err != nil {
+			return false, fmt.Errorf("step %s: settling transaction %d: %w", stepID, tx.XID, r.red.Error(err))
+		}
+		switch {
+		case status == nil:
+			// Too old for the server's commit log: runbook cannot know.
+			return false, exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server no longer knows whether transaction %d committed (pg_xact_status is NULL); check the step's effect by hand, then resume with --rerun %s if it must run again",
+				stepID, tx.XID, stepID))
+		case *status == "committed":
+			return true, nil
+		case *status == "aborted":
+			return false, nil
+		}
+		// in progress: the dead client's backend still holds it.
+		if time.Now().After(deadline) {
+			var terminated bool
+			err := conn.QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE pid = $1 AND date_trunc('milliseconds', backend_start) = date_trunc('milliseconds', $2::timestamptz)`,
+				int32(tx.BackendPID), tx.BackendStart).Scan(&terminated)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return false, fmt.Errorf("step %s: ending the dead run's transaction: %w", stepID, r.red.Error(err))
+			}
+			r.log.Warn().Str("event", "tx.terminated").Str("step", stepID).Uint32("backend_pid", tx.BackendPID).
+				Msg("ended the dead run's open transaction")
+			deadline = time.Now().Add(settleWait)
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+const settleWait = 10 * time.Second
