@@ -1,0 +1,186 @@
+package executor_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/runbookhq/runbook/internal/pgtest"
+)
+
+// TestSIGINTCancelsQueryOnServer interrupts a run in the middle of a long
+// query: the query must be cancelled on the server (pg_stat_activity shows it
+// gone), the always-step must run, the exit code must be 130, and the run must
+// resume to completion.
+func TestSIGINTCancelsQueryOnServer(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	write := func(sleep string) {
+		rb := `version: 1
+name: sigint
+params:
+  url: {secret: true}
+connections:
+  db: ${{ params.url }}
+steps:
+  - id: long
+    sql: {on: db, script: "SELECT pg_sleep(` + sleep + `)"}
+  - id: after
+    sql: {on: db, script: "CREATE TABLE after_ran (x int)"}
+  - id: cleanup
+    always: true
+    sql: {on: db, script: "CREATE TABLE IF NOT EXISTS cleanup_ran (x int)"}
+`
+		if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("60")
+	args := []string{"rb.yaml", "--var", "url=" + url, "--state", "st.json", "--log-format", "json"}
+	cmd := exec.Command(bin, append([]string{"run"}, args...)...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	db := dbName(url)
+	active := `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'runbook/sigint/%' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'`
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.QueryValue(t, db, active) != "1" {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the query never showed up in pg_stat_activity\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130\n%s", err, tail(out.String()))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the interrupt took %s to end the run", d)
+	}
+	if n := srv.QueryValue(t, db, active); n != "0" {
+		t.Errorf("%s pg_sleep queries still active on the server after the interrupt", n)
+	}
+	if srv.QueryValue(t, db, `SELECT count(*) FROM pg_class WHERE relname = 'cleanup_ran'`) != "1" {
+		t.Errorf("the always step did not run after the interrupt")
+	}
+	if srv.QueryValue(t, db, `SELECT count(*) FROM pg_class WHERE relname = 'after_ran'`) != "0" {
+		t.Errorf("a step after the interrupted one ran")
+	}
+	if !strings.Contains(out.String(), `"event":"run.interrupted"`) || !strings.Contains(out.String(), "runbook resume") {
+		t.Errorf("no run.interrupted event or resume command in the output\n%s", tail(out.String()))
+	}
+	// The interrupted step may be edited (it did not complete) and resumed.
+	write("0")
+	code, rout := crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...)
+	if code != 0 {
+		t.Fatalf("resume: exit %d\n%s", code, tail(rout))
+	}
+	if srv.QueryValue(t, db, `SELECT count(*) FROM pg_class WHERE relname = 'after_ran'`) != "1" {
+		t.Errorf("resume did not run the remaining steps")
+	}
+}
+
+// TestSecondSIGINTExitsAtOnce: a second interrupt does not wait for clean-up.
+func TestSecondSIGINTExitsAtOnce(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	rb := `version: 1
+name: twice
+steps:
+  - id: long
+    shell: {run: "sleep 60"}
+  - id: slow-cleanup
+    always: true
+    shell: {run: "sleep 60"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "rb.yaml", "--state", "st.json", "--log-format", "json")
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &out, `"step":"long","event":"cmd.start"`)
+	cmd.Process.Signal(syscall.SIGINT)
+	waitFor(t, &out, `"step":"slow-cleanup","event":"cmd.start"`)
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130\n%s", err, tail(out.String()))
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the second interrupt took %s", d)
+	}
+}
+
+func waitFor(t *testing.T, out *bytes.Buffer, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s\n%s", s, tail(out.String()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestOutputsSurviveResume: a step after the crash reads outputs of steps that
+// ran before it, in another process.
+func TestOutputsSurviveResume(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	rb := `version: 1
+name: outputs
+params:
+  url: {secret: true}
+connections:
+  db: ${{ params.url }}
+steps:
+  - id: pick
+    sql: {on: db, capture: true, script: "SELECT 'mixed Case' AS name, 42 AS answer"}
+  - id: greet
+    shell: {run: "echo -n '${{ steps.pick.outputs.row.name }}' > greeting", capture: stdout}
+  - id: crash-here
+    sql: {on: db, script: "CREATE TABLE marker (x int)"}
+  - id: use
+    sql:
+      on: db
+      script: CREATE TABLE ${{ ident(steps.pick.outputs.row.name) }} AS SELECT $1::int AS answer
+      args: ['${{ steps.pick.outputs.row.answer }}']
+`
+	if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"rb.yaml", "--var", "url=" + url, "--state", "st.json", "--log-format", "json"}
+	t.Setenv("RUNBOOK_CRASH_AFTER", "committed:crash-here")
+	if code, out := crashRun(t, bin, dir, 0, append([]string{"run"}, args...)...); code != -1 {
+		t.Fatalf("the fault was not hit: exit %d\n%s", code, tail(out))
+	}
+	os.Unsetenv("RUNBOOK_CRASH_AFTER")
+	if code, out := crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...); code != 0 {
+		t.Fatalf("resume: exit %d\n%s", code, tail(out))
+	}
+	if got := srv.QueryValue(t, dbName(url), `SELECT answer FROM "mixed Case"`); got != "42" {
+		t.Errorf("the step after the crash saw outputs %q, want 42", got)
+	}
+}
