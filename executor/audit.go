@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -316,21 +317,10 @@ func (v *VerifyResult) Summary() string {
 		if r.Sessions != 1 {
 			s = "sessions"
 		}
-		fmt.Fprintf(&b, "%s (%d %s: %s)", r.RunID, r.Sessions, s, joinOr(outcomes, "-"))
-	}
-	return b.String()
-}
-
-func joinOr(list []string, empty string) string {
-	if len(list) == 0 {
-		return empty
-	}
-	var b bytes.Buffer
-	for i, s := range list {
-		if i > 0 {
-			b.WriteString(", ")
+		if len(outcomes) == 0 {
+			outcomes = []string{"no run.start"}
 		}
-		b.WriteString(s)
+		fmt.Fprintf(&b, "%s (%d %s: %s)", r.RunID, r.Sessions, s, strings.Join(outcomes, ", "))
 	}
 	return b.String()
 }
@@ -353,12 +343,12 @@ func VerifyLogAnchor(path, anchor string) (VerifyResult, error) {
 		return res, exitcode.With(exitcode.Invalid, err)
 	}
 	defer f.Close()
-	v := &verifier{res: &res, r: bufio.NewReaderSize(f, 64<<10), runs: map[string]int{}}
+	v := &verifier{res: &res, r: bufio.NewReaderSize(f, 64<<10), runs: map[string]int{}, anchor: anchor}
 	if err := v.run(); err != nil {
 		return res, exitcode.With(exitcode.Invalid, fmt.Errorf("%s: %w", path, err))
 	}
 	if res.Bad == nil && anchor != "" {
-		res.Anchored = v.anchors[anchor]
+		res.Anchored = v.anchored
 		if !res.Anchored {
 			res.Bad = &BadLine{Line: res.Lines, Reason: fmt.Sprintf("no line has the anchored hash %s: the log was rewritten or cut before the anchored line", anchor)}
 		}
@@ -372,13 +362,13 @@ func VerifyLogAnchor(path, anchor string) (VerifyResult, error) {
 // verifier walks a log with one line of lookahead (a torn line is recognised
 // by the log.truncated event that follows it).
 type verifier struct {
-	res     *VerifyResult
-	r       *bufio.Reader
-	next    []byte
-	peeked  bool
-	eof     error
-	runs    map[string]int
-	anchors map[string]bool
+	res      *VerifyResult
+	r        *bufio.Reader
+	next     []byte
+	peeked   bool
+	runs     map[string]int
+	anchor   string
+	anchored bool
 }
 
 func (v *verifier) read() ([]byte, error) {
@@ -415,9 +405,6 @@ func (v *verifier) run() error {
 	res := v.res
 	want, prev := uint64(1), Genesis
 	var prevLine int // line number of the last chained line
-	if v.anchors == nil {
-		v.anchors = map[string]bool{}
-	}
 	for {
 		line, err := v.read()
 		if err != nil {
@@ -437,8 +424,12 @@ func (v *verifier) run() error {
 			continue
 		}
 		if line[len(line)-1] != '\n' {
+			upTo := "no complete line precedes it"
+			if prevLine > 0 {
+				upTo = fmt.Sprintf("the chain is intact up to line %d", prevLine)
+			}
 			v.bad(n, "torn: the last line has no newline at its end (a write cut short by a crash or a full disk, or bytes appended); "+
-				"the chain is intact up to line %d; a run appending to this log records the torn line with a %s event", prevLine, EventTruncated)
+				"%s; a run appending to this log records the torn line with a %s event", upTo, EventTruncated)
 			return nil
 		}
 		cl, err := parseChainLine(line)
@@ -480,7 +471,9 @@ func (v *verifier) run() error {
 		h := hashLine(line)
 		want, prev, prevLine = cl.Seq+1, h, n
 		res.Seq, res.Head = cl.Seq, h
-		v.anchors[h] = true
+		if h == v.anchor {
+			v.anchored = true
+		}
 		if cl.RunID != "" {
 			i, ok := v.runs[cl.RunID]
 			if !ok {

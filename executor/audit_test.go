@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -316,6 +318,12 @@ func TestAuditLogTornLineIsRecorded(t *testing.T) {
 	if !strings.Contains(res.Summary(), fmt.Sprintf("torn line %d", n)) {
 		t.Errorf("summary does not mention the tear: %s", res.Summary())
 	}
+	// The report of the run that appended says so, in its session.
+	rep := report(t, ReportOptions{StatePath: filepath.Join(dir, "state.json"), LogPath: path})
+	if !strings.Contains(rep, "### Session 1: run by") || strings.Contains(rep, "Session 2") ||
+		!strings.Contains(rep, fmt.Sprintf("- the audit log ended in a torn line (%d bytes", len(torn))) {
+		t.Errorf("the report does not tell the tear in the first session:\n%s", rep)
+	}
 	// Editing the kept torn bytes is seen.
 	tampered := logLines(t, path)
 	tampered[n-1] = bytes.Replace(tampered[n-1], []byte(`"level"`), []byte(`"LEVEL"`), 1)
@@ -519,4 +527,64 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestAuditCrashHelper is the process TestAuditLogAfterACrash kills: it runs
+// a runbook whose step kills runbook itself (SIGKILL, no clean-up at all).
+func TestAuditCrashHelper(t *testing.T) {
+	dir := os.Getenv("RUNBOOK_AUDIT_CRASH_DIR")
+	if dir == "" {
+		t.Skip("helper process of TestAuditLogAfterACrash")
+	}
+	logRun(t, dir, "", nil, Options{Operator: "alice"})
+	t.Fatal("the run survived its crash")
+}
+
+// A process killed in the middle of a step leaves a session without run.end;
+// the resume appends to the same chain and the whole log verifies.
+func TestAuditLogAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	crashing := `version: 1
+name: crashing
+steps:
+  - id: before
+    shell: {run: "echo before"}
+  - id: boom
+    shell: {run: "echo about to die; kill -9 $PPID"}
+  - id: after
+    shell: {run: "echo after"}
+`
+	os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(crashing), 0o644)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAuditCrashHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "RUNBOOK_AUDIT_CRASH_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
+		t.Fatalf("the helper was not killed: %v\n%s", err, out)
+	}
+	path := filepath.Join(dir, "audit.log")
+	res, err := VerifyLog(path)
+	if err != nil {
+		t.Fatalf("the log of a killed run: %v", err)
+	}
+	if len(res.Runs) != 1 || res.Runs[0].Outcomes[0] != "" {
+		t.Fatalf("runs %+v, want one session without run.end", res.Runs)
+	}
+	fixed := strings.Replace(crashing, "kill -9 $PPID", "true", 1)
+	if err := logRun(t, dir, fixed, nil, Options{Resume: true, Rerun: []string{"boom"}, Operator: "bob"}); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	res, err = VerifyLog(path)
+	if err != nil {
+		t.Fatalf("after the resume: %v", err)
+	}
+	if r := res.Runs[0]; r.Sessions != 2 || r.Outcomes[0] != "" || r.Outcomes[1] != "succeeded" {
+		t.Errorf("run %+v, want 2 sessions: no run.end, succeeded", r)
+	}
+	rep := report(t, ReportOptions{StatePath: filepath.Join(dir, "state.json"), LogPath: path})
+	for _, want := range []string{"### Session 1: run by alice", "**no run.end**", "→ no exit recorded", "#### 2. `boom` (shell) — no step.end", "### Session 2: resume by bob", "#### 2. `boom` (shell) — succeeded"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("report lacks %q:\n%s", want, rep)
+		}
+	}
 }

@@ -81,6 +81,7 @@ type runner struct {
 	env   *schema.Env
 	dir   string
 	logf  *os.File
+	audit *auditWriter
 }
 
 // Run runs (or resumes) a runbook and returns how it ended. The error carries
@@ -116,12 +117,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The audit log is opened before the state changes: a log that cannot be
+	// appended to (locked, or not a chain) leaves the state as it was.
+	var audit *auditWriter
+	if o.LogPath != "" {
+		if audit, err = openAudit(o.LogPath); err != nil {
+			lock.Close()
+			return nil, err
+		}
+	}
 	st, err := prepareState(path, lock, rb, o)
 	if err != nil {
 		lock.Close()
+		if audit != nil {
+			audit.f.Close()
+		}
 		return nil, err
 	}
-	r := &runner{o: o, rb: rb, st: st, red: red, env: env}
+	r := &runner{o: o, rb: rb, st: st, red: red, env: env, audit: audit}
 	if !strings.HasPrefix(rb.File, "builtin:") {
 		r.dir = filepath.Dir(rb.File)
 	}

@@ -27,14 +27,10 @@ func (r *runner) setupLog() error {
 			writers = append(writers, r.red.Writer(r.o.Console))
 		}
 	}
-	var audit *auditWriter
-	if r.o.LogPath != "" {
+	audit := r.audit
+	if audit != nil {
 		// zerolog → redact → audit → file: what is chained and hashed is
 		// exactly what is written, secrets already masked (docs/audit.md).
-		var err error
-		if audit, err = openAudit(r.o.LogPath); err != nil {
-			return err
-		}
 		r.logf = audit.f
 		writers = append(writers, r.red.Writer(audit))
 	}

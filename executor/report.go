@@ -44,6 +44,7 @@ type Report struct {
 	// used).
 	LogLines int
 	opts     ReportOptions
+	pending  []string // notes for the next session
 }
 
 // ReportSession is one process's part of the run: from its run.start to its
@@ -224,6 +225,10 @@ func (r *Report) readLog() error {
 // finish reports the commands whose exit the log does not hold: the process
 // stopped while they ran.
 func (r *Report) finish() {
+	if len(r.pending) > 0 && len(r.Sessions) > 0 {
+		last := r.Sessions[len(r.Sessions)-1]
+		last.Notes = append(last.Notes, r.pending...)
+	}
 	for _, s := range r.Sessions {
 		for _, st := range s.Steps {
 			for _, stage := range sortedKeys(st.argv) {
@@ -247,8 +252,16 @@ func decodeEvent(line []byte) event {
 // add files one event of the run into the report.
 func (r *Report) add(cur *ReportSession, ev event, line int) *ReportSession {
 	name := ev.str("event")
+	if name == EventTruncated {
+		// Written as a process opens the log, before its run.start: it belongs
+		// to the session that follows.
+		r.pending = append(r.pending, fmt.Sprintf("the audit log ended in a torn line (%s bytes: a write cut short) when this session began; it is kept, and recorded at line %d",
+			ev.str("torn_bytes"), line))
+		return cur
+	}
 	if cur == nil || name == "run.start" {
-		cur = &ReportSession{N: len(r.Sessions) + 1, FirstLine: line, stepByID: map[string]*ReportStep{}}
+		cur = &ReportSession{N: len(r.Sessions) + 1, FirstLine: line, stepByID: map[string]*ReportStep{}, Notes: r.pending}
+		r.pending = nil
 		r.Sessions = append(r.Sessions, cur)
 	}
 	cur.LastLine = line
@@ -275,9 +288,6 @@ func (r *Report) add(cur *ReportSession, ev event, line int) *ReportSession {
 		s.Notes = append(s.Notes, fmt.Sprintf("connected %s: %s as %s on %s:%s, PostgreSQL %s (system identifier %s)",
 			code(ev.str("conn")), code(ev.str("database")), code(ev.str("user")), ev.str("host"), ev.str("port"),
 			ev.str("server_version"), ev.str("system_identifier")))
-		return cur
-	case EventTruncated:
-		s.Notes = append(s.Notes, fmt.Sprintf("the audit log ended in a torn line (%s bytes) when this session began; it is kept and recorded (line %d)", ev.str("torn_bytes"), line))
 		return cur
 	case "run.paused":
 		s.Notes = append(s.Notes, fmt.Sprintf("paused at step %s: approval required (resume with `--approve %s`)", code(ev.str("step")), ev.str("step")))

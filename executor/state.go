@@ -175,6 +175,21 @@ func lockState(path string) (*os.File, error) {
 	return f, nil
 }
 
+// lockHeld reports whether a process holds a state's lock, without taking or
+// changing it.
+func lockHeld(path string) bool {
+	f, err := os.Open(path + ".lock")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
 // loadState reads a state snapshot and its journal. It returns nil, nil when
 // there is no state at path.
 func loadState(path string) (*State, error) {

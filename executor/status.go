@@ -39,11 +39,7 @@ func ReadStatus(path string) (*Status, error) {
 	if s.Outcome == "" {
 		s.Outcome = "unfinished"
 	}
-	if f, err := lockState(path); err != nil {
-		s.Running = true
-	} else {
-		f.Close()
-	}
+	s.Running = lockHeld(path)
 	return s, nil
 }
 

@@ -17,8 +17,11 @@ func newAuditCmd(s *streams) *cobra.Command {
 per line. Every line carries seq (1, 2, 3 … across every run appended to the
 file) and prev (the SHA-256 of the line before it), so that an edited, removed,
 inserted or reordered line breaks the chain. See docs/audit.md.`,
-		Args: exactArgs(0),
+		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown audit command %q: the command is runbook audit verify LOG", args[0])
+			}
 			return usagef("audit needs a subcommand: runbook audit verify LOG")
 		},
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func runMain(args ...string) (code int, stdout, stderr string) {
+func auditMain(args ...string) (code int, stdout, stderr string) {
 	var out, errw bytes.Buffer
 	code = Main(args, strings.NewReader(""), &out, &errw)
 	return code, out.String(), errw.String()
@@ -29,26 +29,26 @@ steps:
   - id: three
     shell: {run: "echo three"}
 `), 0o644)
-	if code, _, stderr := runMain("run", rb, "--state", state, "--log", log, "--operator", "alice", "--ticket", "CHG-1"); code != 0 {
+	if code, _, stderr := auditMain("run", rb, "--state", state, "--log", log, "--operator", "alice", "--ticket", "CHG-1"); code != 0 {
 		t.Fatalf("run: exit %d: %s", code, stderr)
 	}
 
-	code, stdout, stderr := runMain("audit", "verify", log)
+	code, stdout, stderr := auditMain("audit", "verify", log)
 	if code != 0 || !strings.Contains(stdout, log+": ") || !strings.Contains(stdout, "intact, runs: ") || !strings.Contains(stdout, "head: seq ") {
 		t.Fatalf("verify of an intact log: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	head := strings.Fields(stdout[strings.Index(stdout, "sha256 "):])[1]
-	if code, stdout, _ := runMain("audit", "verify", log, "--anchor", head); code != 0 || !strings.Contains(stdout, "anchor") {
+	if code, stdout, _ := auditMain("audit", "verify", log, "--anchor", head); code != 0 || !strings.Contains(stdout, "anchor") {
 		t.Errorf("verify --anchor HEAD: exit %d: %s", code, stdout)
 	}
 
-	code, stdout, _ = runMain("report", "--state", state, "--log", log)
+	code, stdout, _ = auditMain("report", "--state", state, "--log", log)
 	if code != 0 || !strings.Contains(stdout, "# Run report: cli-audit") || !strings.Contains(stdout, "chain intact") || !strings.Contains(stdout, "CHG-1") {
 		t.Errorf("report: exit %d:\n%s", code, stdout)
 	}
 	// FILE finds the default state (derived from the runbook and its params),
 	// which this run did not use.
-	if code, _, stderr := runMain("report", rb, "--log", log); code != 2 || !strings.Contains(stderr, "no state at .runbook/cli-audit-") {
+	if code, _, stderr := auditMain("report", rb, "--log", log); code != 2 || !strings.Contains(stderr, "no state at .runbook/cli-audit-") {
 		t.Errorf("report FILE without its default state: exit %d: %s", code, stderr)
 	}
 
@@ -56,11 +56,11 @@ steps:
 	b, _ := os.ReadFile(log)
 	lines := strings.SplitAfter(string(b), "\n")
 	os.WriteFile(log, []byte(strings.Join(append(lines[:2:2], lines[3:]...), "")), 0o600)
-	code, _, stderr = runMain("audit", "verify", log)
+	code, _, stderr = auditMain("audit", "verify", log)
 	if code != 1 || !strings.Contains(stderr, "line 3: seq 4 where 3 was due") {
 		t.Errorf("verify of a log missing line 3: exit %d: %s", code, stderr)
 	}
-	code, stdout, stderr = runMain("report", "--state", state, "--log", log)
+	code, stdout, stderr = auditMain("report", "--state", state, "--log", log)
 	if code != 0 || !strings.Contains(stdout, "CHAIN BROKEN at line 3") || !strings.Contains(stderr, "warning") {
 		t.Errorf("report on a broken log: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
@@ -74,12 +74,13 @@ steps:
 		{[]string{"audit", "verify", filepath.Join(dir, "missing.log")}, 2},
 		{[]string{"audit", "verify", log, "--anchor", "nothex"}, 2},
 		{[]string{"audit"}, 2},
+		{[]string{"audit", "verfy", log}, 2},
 		{[]string{"report"}, 2},
 		{[]string{"report", rb, "--state", state}, 2},
 		{[]string{"report", "--state", state, "--format", "html"}, 2},
 		{[]string{"report", "--state", filepath.Join(dir, "missing.json")}, 2},
 	} {
-		if code, _, stderr := runMain(c.args...); code != c.code {
+		if code, _, stderr := auditMain(c.args...); code != c.code {
 			t.Errorf("runbook %s: exit %d, want %d (%s)", strings.Join(c.args, " "), code, c.code, stderr)
 		}
 	}
