@@ -97,8 +97,8 @@ func copyTree(from, to string) error {
 	})
 }
 
-// run calls Main as the binary would be run, in dir.
-func run(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+// runCLI calls Main as the binary would be run, in dir.
+func runCLI(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	if dir != "" {
 		t.Chdir(dir)
@@ -124,7 +124,7 @@ func TestValidateMalformed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			code, stdout, stderr := run(t, "", "validate", name)
+			code, stdout, stderr := runCLI(t, "", "validate", name)
 			if code != 2 {
 				t.Errorf("exit code %d, want 2", code)
 			}
@@ -145,7 +145,7 @@ func TestValidateHugeFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "huge.yaml"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr := run(t, dir, "validate", "huge.yaml")
+	code, _, stderr := runCLI(t, dir, "validate", "huge.yaml")
 	if code != 2 || stderr != "huge.yaml:1:1: file is larger than 16 MiB\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
@@ -157,7 +157,7 @@ func TestSchemaCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := run(t, "", "schema")
+	code, stdout, stderr := runCLI(t, "", "schema")
 	if code != 0 || stderr != "" || stdout != string(want) {
 		t.Errorf("exit %d, stderr %q; stdout equals the committed schema: %v", code, stderr, stdout == string(want))
 	}
