@@ -46,13 +46,14 @@ func (s *Step) Title() string {
 	return s.ID
 }
 
-// Retry says how often and how patiently a step is retried.
+// Retry says how often and how patiently a step is retried. Its JSON form
+// (plan --format json, docs/plan.md) uses the document's keys.
 type Retry struct {
-	Attempts int       `yaml:"attempts" required:"true" minimum:"1" doc:"Total attempts, the first included."`
-	Delay    *Duration `yaml:"delay" default:"1s" doc:"Wait before the second attempt."`
-	Backoff  float64   `yaml:"backoff" minimum:"1" default:"1" doc:"Factor applied to the delay after each attempt (2 doubles it)."`
-	MaxDelay *Duration `yaml:"max_delay" doc:"Upper bound of the delay."`
-	On       string    `yaml:"on" enum:"transient,any" default:"transient" doc:"Which failures of sql and generate are retried: transient (SQLSTATE 40001, 40P01, 55P03, class 08; the default) or any. Other actions retry on any failure."`
+	Attempts int       `yaml:"attempts" json:"attempts" required:"true" minimum:"1" doc:"Total attempts, the first included."`
+	Delay    *Duration `yaml:"delay" json:"delay,omitempty" default:"1s" doc:"Wait before the second attempt."`
+	Backoff  float64   `yaml:"backoff" json:"backoff,omitempty" minimum:"1" default:"1" doc:"Factor applied to the delay after each attempt (2 doubles it)."`
+	MaxDelay *Duration `yaml:"max_delay" json:"max_delay,omitempty" doc:"Upper bound of the delay."`
+	On       string    `yaml:"on" json:"on,omitempty" enum:"transient,any" default:"transient" doc:"Which failures of sql and generate are retried: transient (SQLSTATE 40001, 40P01, 55P03, class 08; the default) or any. Other actions retry on any failure."`
 }
 
 // Steps are a runbook's steps in order.
