@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
+	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/schema"
@@ -73,9 +74,10 @@ func (c *conns) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 		params[k] = v
 	}
 	log := c.log.With().Str("conn", name).Logger()
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
-		log.Info().Str("event", "sql.notice").Str("severity", n.Severity).Str("sqlstate", n.Code).Msg(n.Message)
-	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { actions.LogNotice(log, n) }
+	// Ctrl-C and step timeouts cancel the statement on the server and keep
+	// the session (and its advisory lock).
+	cfg.BuildContextWatcherHandler = actions.CancelOnContext
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection %s: %w", name, c.red.Error(err))

@@ -180,6 +180,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, what string) {
 		v.Set(m)
 	case reflect.String:
 		if s, ok := d.scalar(n, what, d.loose); ok {
+			if strings.Contains(s, "${{") {
+				// Only template fields evaluate expressions; a plain string
+				// would keep the text literally, which is never what was meant.
+				d.errs.add(pos(n), "%s: ${{ }} is not evaluated here; this value is taken literally", what)
+				return
+			}
 			v.SetString(s)
 		}
 	case reflect.Bool:

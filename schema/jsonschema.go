@@ -61,7 +61,8 @@ func (g *schemaGen) typeSchema(t reflect.Type) map[string]any {
 	case reflect.Map:
 		return map[string]any{"type": "object", "additionalProperties": map[string]any{"type": []string{"string", "number", "boolean"}}}
 	case reflect.String:
-		return map[string]any{"type": "string"}
+		// Plain strings take ${{ }} literally, so the loader refuses it there.
+		return map[string]any{"type": "string", "not": map[string]any{"pattern": `\$\{\{`}}
 	case reflect.Bool:
 		return map[string]any{"type": "boolean"}
 	case reflect.Int, reflect.Int64, reflect.Int32:

@@ -156,15 +156,17 @@ func TestHugeFileIsRefused(t *testing.T) {
 	}
 }
 
-// A file just under the limit is read whole, in reasonable time.
-func TestLargestFileLoads(t *testing.T) {
+// A large valid file loads in reasonable time. (At the 16 MiB limit itself,
+// 153,146 steps, it takes some 2.5 s and 0.9 GB, mostly yaml.v3's node tree:
+// too heavy for every test run, so a quarter of it is loaded here.)
+func TestLargeFileLoads(t *testing.T) {
 	if testing.Short() {
-		t.Skip("loads 16 MiB")
+		t.Skip("loads 4 MiB")
 	}
 	var b bytes.Buffer
 	b.WriteString("version: 1\nname: large\nparams:\n  role: {default: app}\nconnections:\n  db: postgres://localhost/app\nsteps:\n")
 	step := "  - id: s%d\n    sql:\n      on: db\n      script: |\n        ALTER TABLE t%d OWNER TO ${{ params.role }};\n"
-	for i := 0; b.Len() < schema.MaxFileSize-200; i++ {
+	for i := 0; b.Len() < schema.MaxFileSize/4; i++ {
 		fmt.Fprintf(&b, step, i, i)
 	}
 	start := time.Now()
@@ -174,7 +176,7 @@ func TestLargestFileLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d bytes, %d steps: %v", b.Len(), len(rb.Steps), took)
-	if took > 30*time.Second {
+	if took > 10*time.Second {
 		t.Errorf("took %v", took)
 	}
 }

@@ -11,13 +11,16 @@ import (
 func newPlanCmd(s *streams) *cobra.Command {
 	var pf paramFlags
 	var format string
+	var generate bool
 	c := &cobra.Command{
 		Use:   "plan FILE",
 		Short: "Show exactly what a run would do, and the plan's digest",
 		Long: `plan resolves a runbook with its params as far as possible without
 connecting: each param's value and where it came from (secrets as ***), each
 connection's host, port, database and user, and each step with its templates
-evaluated. Values that only the run can know are marked "(at run time)".
+evaluated. With --generate it connects and runs each generate step's query in
+a READ ONLY transaction (rolled back) to list the exact statements it would
+execute; nothing is executed. Values that only the run can know are marked "(at run time)".
 The plan digest changes whenever anything that would run changes.
 --format json prints the documented, stable shape of docs/plan.md.`,
 		Example: `  runbook plan migrate.yaml --vars customers/acme.yaml
@@ -35,6 +38,11 @@ The plan digest changes whenever anything that would run changes.
 			if err != nil {
 				return err
 			}
+			if generate {
+				if err := p.Generate(c.Context(), rb, vals); err != nil {
+					return err
+				}
+			}
 			if format == "json" {
 				enc := json.NewEncoder(s.out)
 				enc.SetIndent("", "  ")
@@ -46,5 +54,6 @@ The plan digest changes whenever anything that would run changes.
 	}
 	pf.register(c)
 	c.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	c.Flags().BoolVar(&generate, "generate", false, "connect and run each generate step's query in a READ ONLY transaction to list the exact statements it would execute")
 	return c
 }
