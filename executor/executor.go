@@ -22,6 +22,7 @@ import (
 	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/redact"
+	"github.com/runbookhq/runbook/internal/textdiff"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -198,6 +199,10 @@ func prepareState(path string, lock *os.File, rb *schema.Runbook, o Options) (*S
 	}
 	st := newState(path, newRunID(), o.Operator, rb, o.Values)
 	st.lock = lock
+	// The runbook as it ran, so that a refused resume can show what changed.
+	if err := writeAtomic(path+".runbook.yaml", rb.Source); err != nil {
+		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
 	if err := st.open(); err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
@@ -224,6 +229,10 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 		}
 	}
 	var drift []string
+	var old *schema.Runbook
+	if src, err := os.ReadFile(st.path + ".runbook.yaml"); err == nil {
+		old, _ = schema.Load(rb.File, src)
+	}
 	for _, s := range st.Steps {
 		if s.Status != Succeeded && s.Status != Skipped {
 			continue
@@ -231,15 +240,30 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 		cur := rb.Step(s.ID)
 		switch {
 		case cur == nil:
-			drift = append(drift, fmt.Sprintf("  - step %s (completed) was removed from the runbook", s.ID))
+			drift = append(drift, fmt.Sprintf("step %s (completed) was removed from the runbook", s.ID))
 		case cur.Digest != s.Digest:
-			drift = append(drift, fmt.Sprintf("  ~ step %s (completed) changed since it ran (digest %s → %s)", s.ID, short(s.Digest), short(cur.Digest)))
+			msg := fmt.Sprintf("step %s (completed) changed since it ran (digest %s → %s)", s.ID, short(s.Digest), short(cur.Digest))
+			if old != nil {
+				if was := old.Step(s.ID); was != nil && was.Digest == s.Digest {
+					msg += ":\n" + indent(textdiff.Lines(was.Source(), cur.Source()), "    ")
+				}
+			}
+			drift = append(drift, msg)
 		}
 	}
 	if len(drift) > 0 {
-		return refuse("completed steps changed since they ran:\n%s\nrestore their definitions (pending and failed steps may be edited)", strings.Join(drift, "\n"))
+		return refuse("completed steps changed since they ran:\n  %s\nrestore their definitions (pending and failed steps may be edited), or start over with runbook run --fresh",
+			strings.Join(drift, "\n  "))
 	}
 	return nil
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
 }
 
 func short(d string) string {

@@ -252,6 +252,11 @@ steps:
 	if o.code != exitcode.Refused || !strings.Contains(o.err.Error(), "step done (completed) changed") {
 		t.Fatalf("resume after editing a completed step: exit %d (%v), want 4 naming the step", o.code, o.err)
 	}
+	for _, line := range []string{`- shell: {run: "echo one"}`, `+ shell: {run: "echo two"}`} {
+		if !strings.Contains(o.err.Error(), line) {
+			t.Errorf("the refusal does not show the change %q:\n%v", line, o.err)
+		}
+	}
 }
 
 func TestStateLockRefusesSecondRun(t *testing.T) {

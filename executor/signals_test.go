@@ -188,3 +188,63 @@ steps:
 		t.Errorf("the step after the crash saw outputs %q, want 42", got)
 	}
 }
+
+// TestInterruptedNonTransactionalStep: a shell step killed in the middle may or
+// may not have taken effect; resume refuses (exit 4) and says what to check,
+// unless the operator names it with --rerun or the runbook marks it idempotent.
+func TestInterruptedNonTransactionalStep(t *testing.T) {
+	bin := buildBinary(t)
+	for _, idempotent := range []bool{false, true} {
+		dir := t.TempDir()
+		rb := `version: 1
+name: nontx
+steps:
+  - id: copy
+    idempotent: ` + map[bool]string{true: "true", false: "false"}[idempotent] + `
+    shell: {run: "echo started >> effects; [ $(grep -c started effects) -gt 1 ] || sleep 30; echo finished >> effects"}
+  - id: after
+    shell: {run: "echo after >> effects"}
+`
+		if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"rb.yaml", "--state", "st.json", "--log-format", "json"}
+		cmd := exec.Command(bin, append([]string{"run"}, args...)...)
+		cmd.Dir = dir
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, &out, `"step":"copy","event":"cmd.start"`)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if b, _ := os.ReadFile(filepath.Join(dir, "effects")); strings.Contains(string(b), "started") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the step never started")
+			}
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+
+		code, rout := crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...)
+		if !idempotent {
+			if code != 4 || !strings.Contains(rout, "--rerun copy") || !strings.Contains(rout, "not transactional") {
+				t.Fatalf("resume of an interrupted shell step: exit %d, want 4 with what to check and --rerun\n%s", code, tail(rout))
+			}
+			code, rout = crashRun(t, bin, dir, 0, append(append([]string{"resume"}, args...), "--rerun", "copy")...)
+		}
+		if code != 0 {
+			t.Fatalf("idempotent=%v: resume: exit %d\n%s", idempotent, code, tail(rout))
+		}
+		effects, _ := os.ReadFile(filepath.Join(dir, "effects"))
+		if got := strings.Count(string(effects), "started"); got != 2 {
+			t.Errorf("idempotent=%v: the step started %d times, want 2 (once killed, once re-run)", idempotent, got)
+		}
+		if !strings.Contains(string(effects), "after") {
+			t.Errorf("idempotent=%v: the step after it did not run", idempotent)
+		}
+	}
+}

@@ -138,3 +138,16 @@ func findKey(keys []*yaml.Node, name string) *yaml.Node {
 	}
 	return nil
 }
+
+// Source renders the step's definition as YAML (normalized layout, comments
+// kept), for showing what changed between two versions of a runbook.
+func (s *Step) Source() string {
+	if s.node == nil {
+		return ""
+	}
+	b, err := yaml.Marshal(s.node)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}

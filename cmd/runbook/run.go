@@ -132,5 +132,17 @@ func resumeLine(ref string, f *runFlags, vals schema.Values, state string) strin
 	if f.logPath != "" {
 		parts = append(parts, "--log", f.logPath)
 	}
+	for i, p := range parts {
+		parts[i] = shellQuote(p)
+	}
 	return strings.Join(parts, " ")
+}
+
+// shellQuote quotes an argument for a POSIX shell when it needs it, so that
+// the printed resume command can be pasted as it is.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=@%+,…") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
