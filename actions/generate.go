@@ -80,14 +80,16 @@ func (a *Generate) Validate(v *schema.Validation) {
 //
 // Every transaction follows the journal's protocol: its statements, then its
 // transaction id, BeforeCommit, COMMIT, Committed. To keep that at one round
-// trip per transaction, the COMMIT of a transaction travels in the pipeline
-// of the next one:
+// trip per transaction, the COMMIT of a transaction travels with the next
+// one, as COMMIT AND CHAIN (which also begins it), prepared once per attempt
+// like the transaction id query:
 //
-//	COMMIT (previous) · BEGIN · statement(s) · SELECT pg_current_xact_id() · Sync
+//	COMMIT AND CHAIN (previous) · statement(s) · SELECT pg_current_xact_id() · Sync
 //
 // so each: one round trip per statement (as psql's \gexec in autocommit),
 // batch: one per batch_size statements, all: one for everything (sent in
-// chunks). The last transaction's COMMIT goes alone.
+// chunks). The last transaction's COMMIT goes alone. Durations of each are
+// round trips (see trip). Needs PostgreSQL 13 (pg_current_xact_id).
 //
 // A statement that cannot run in a transaction block (VACUUM, CREATE INDEX
 // CONCURRENTLY, CREATE DATABASE …: SQLSTATE 25001) is, with each or batch,

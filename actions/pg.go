@@ -255,19 +255,24 @@ func byteOffset(s string, position int32) int {
 
 // Round trips.
 //
-// Statements run through pgconn's pipeline mode over the extended protocol,
-// each statement parsed on its own (so a syntax error in one cannot take the
-// statements before it with it, as it would in a multi-statement simple
-// query, which the server parses whole before running any of it). One round
-// trip sends, for example,
+// Statements run over the extended protocol, each parsed on its own (so a
+// syntax error in one cannot take the statements before it with it, as it
+// would in a multi-statement simple query, which the server parses whole
+// before running any of it), several to a round trip. One round trip sends,
+// for example,
 //
-//	COMMIT (of the previous transaction) · BEGIN · statement · SELECT pg_current_xact_id() · Sync
+//	COMMIT (of the previous transaction) · BEGIN · statement(s) · SELECT pg_current_xact_id() · Sync
 //
-// and reads the results in order. A Flush request after each statement of a
-// multi-statement round trip makes the server send each result as soon as
-// the statement is done, so the time between two results is that
-// statement's duration (plus network jitter). In a round trip of one
-// statement the duration is the whole round trip's.
+// and reads the results in order. A trip of at most one statement goes as a
+// pgconn batch (one write, the lightest path); one of several goes in
+// pipeline mode, with a Flush request after each statement so that the server
+// sends each result as soon as the statement is done: the time between two
+// results is that statement's duration (plus network jitter), while in a
+// batch of one statement the duration is the whole round trip's (COMMIT of
+// the previous transaction, BEGIN and the transaction id included).
+// generate prepares COMMIT AND CHAIN and the xid query once per attempt, so
+// its trips are COMMIT AND CHAIN · statement(s) · xid, nothing parsed but
+// the statements.
 
 const (
 	// xidSQL asks for the transaction id to record before COMMIT.

@@ -81,7 +81,11 @@ func (a *SQL) script() string {
 // calls.
 //
 // Each statement is logged as an "sql.statement" event with its number, text,
-// rows affected and duration (see trip for how durations are measured).
+// rows affected and duration (see trip for how durations are measured). The
+// script is split as psql splits it; a file: script is sent as written (no
+// ${{ }} evaluation). Outputs: rows_affected (int64, summed over the
+// statements), statements (int) and, with capture, rows and row (see
+// JSONValue for the values).
 func (a *SQL) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	script := a.fileScript
 	if a.File == "" {

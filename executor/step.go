@@ -74,6 +74,16 @@ func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
 		if attempt == attempts || !retryable(step, on, err) {
 			break
 		}
+		// A failed attempt may leave a commit in doubt (no answer to COMMIT):
+		// settle it before trying again, so nothing runs twice.
+		done, serr := r.settlePending(ctx, step)
+		if serr != nil {
+			err = serr
+			break
+		}
+		if done {
+			return nil // the attempt's commit went through: the step is done
+		}
 		log.Warn().Str("event", "step.retry").Int("attempt", attempt).Dur("delay", delay).Str("error", r.red.String(err.Error())).
 			Msgf("attempt %d of %d failed; retrying in %s", attempt, attempts, delay)
 		select {
@@ -137,7 +147,12 @@ func (r *runner) recordEnd(step *schema.Step, status string, out actions.Outputs
 	now := time.Now().UTC()
 	var started time.Time
 	err := r.st.update(step.ID, true, func(s *StepState) {
-		s.Status, s.Ended, s.Outputs, s.Pending, s.Digest = status, &now, out, nil, step.Digest
+		s.Status, s.Ended, s.Outputs, s.Digest = status, &now, out, step.Digest
+		if status == Succeeded || status == Skipped {
+			s.Pending = nil
+		}
+		// A failed step keeps its pending transaction: the next attempt or
+		// resume settles it with the server first.
 		if s.Started != nil {
 			started = *s.Started
 		}
@@ -260,49 +275,17 @@ func (j *journal) Committed(tx actions.PendingTx) error {
 // non-transactional step re-runs only when idempotent or named by --rerun.
 func (r *runner) settle(ctx context.Context) error {
 	for _, s := range r.st.Steps {
-		if s.Status != Running {
+		if s.Status != Running && s.Pending == nil {
 			continue
 		}
 		step := r.rb.Step(s.ID)
 		if step == nil {
 			return exitcode.With(exitcode.Refused, fmt.Errorf("step %s was running when the run stopped but is no longer in the runbook", s.ID))
 		}
-		if s.Pending != nil && contains(r.o.Rerun, s.ID) {
-			// The operator checked and asks for the step to run again.
-			if err := r.st.update(s.ID, true, func(x *StepState) { x.Pending = nil }); err != nil {
-				return err
-			}
-			continue
-		}
 		if s.Pending != nil {
-			committed, err := r.settleTx(ctx, s.ID, *s.Pending)
-			if err != nil {
+			if _, err := r.settlePending(ctx, step); err != nil {
 				return err
 			}
-			pending := *s.Pending
-			if committed {
-				done := pending.Done
-				if err := r.st.update(s.ID, true, func(x *StepState) {
-					x.Pending = nil
-					x.Progress = &actions.Progress{Done: done, Outputs: pending.Outputs}
-				}); err != nil {
-					return err
-				}
-				if step.Kind == "sql" {
-					r.log.Info().Str("event", "step.settled").Str("step", s.ID).Uint64("xid", pending.XID).Str("outcome", "committed").
-						Msg("the interrupted step's transaction committed: the step is done")
-					if err := r.recordEnd(step, Succeeded, pending.Outputs, nil); err != nil {
-						return err
-					}
-					continue
-				}
-				r.log.Info().Str("event", "step.settled").Str("step", s.ID).Uint64("xid", pending.XID).Str("outcome", "committed").
-					Int("done", done).Msgf("the interrupted step's transaction committed: it continues after statement %d", done)
-				continue
-			}
-			r.st.update(s.ID, true, func(x *StepState) { x.Pending = nil })
-			r.log.Info().Str("event", "step.settled").Str("step", s.ID).Uint64("xid", pending.XID).Str("outcome", "aborted").
-				Msg("the interrupted step's transaction did not commit: it runs again")
 			continue
 		}
 		if transactional(step) || step.Idempotent || contains(r.o.Rerun, s.ID) || step.Kind == "assert" || step.Kind == "confirm" {
@@ -312,6 +295,45 @@ func (r *runner) settle(ctx context.Context) error {
 			s.ID, step.Kind, s.ID))
 	}
 	return nil
+}
+
+// settlePending settles a step's recorded transaction whose commit is in
+// doubt — after a crash, or after a failed attempt whose COMMIT got no answer —
+// by asking the server. A committed transaction counts as done: an sql step is
+// then succeeded (done reports it), a generate step continues after it.
+func (r *runner) settlePending(ctx context.Context, step *schema.Step) (done bool, err error) {
+	s := r.st.step(step.ID)
+	if s == nil || s.Pending == nil {
+		return false, nil
+	}
+	pending := *s.Pending
+	if contains(r.o.Rerun, step.ID) {
+		// The operator checked and asks for the step to run again.
+		return false, r.st.update(step.ID, true, func(x *StepState) { x.Pending = nil })
+	}
+	committed, err := r.settleTx(ctx, step.ID, pending)
+	if err != nil {
+		return false, err
+	}
+	if !committed {
+		r.log.Info().Str("event", "step.settled").Str("step", step.ID).Uint64("xid", pending.XID).Str("outcome", "aborted").
+			Msg("the step's last transaction did not commit: it runs again")
+		return false, r.st.update(step.ID, true, func(x *StepState) { x.Pending = nil })
+	}
+	if err := r.st.update(step.ID, true, func(x *StepState) {
+		x.Pending = nil
+		x.Progress = &actions.Progress{Done: pending.Done, Outputs: pending.Outputs}
+	}); err != nil {
+		return false, err
+	}
+	if step.Kind == "sql" {
+		r.log.Info().Str("event", "step.settled").Str("step", step.ID).Uint64("xid", pending.XID).Str("outcome", "committed").
+			Msg("the step's transaction committed: the step is done")
+		return true, r.recordEnd(step, Succeeded, pending.Outputs, nil)
+	}
+	r.log.Info().Str("event", "step.settled").Str("step", step.ID).Uint64("xid", pending.XID).Str("outcome", "committed").
+		Int("done", pending.Done).Msgf("the step's last transaction committed: it continues after statement %d", pending.Done)
+	return false, nil
 }
 
 // transactional reports whether a step's effects are committed only through
