@@ -29,5 +29,9 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./schema -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 
+## demo: the Heroku → Crunchy Bridge migration end to end on two throwaway clusters (scripts/demo).
+demo: deps
+	@scripts/demo
+
 clean:
 	rm -rf bin
