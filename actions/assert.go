@@ -265,7 +265,11 @@ func (a *Assert) compare(ctx context.Context, rc *Context) (Outputs, error) {
 
 // streamRows runs the query and sends its rows in text form, in batches.
 func streamRows(ctx context.Context, conn *pgx.Conn, q string, args []any, ch chan<- [][]string) error {
-	rows, err := conn.Query(ctx, q, append([]any{pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
+	bound, err := bindArgs(ctx, conn, q, args)
+	if err != nil {
+		return err
+	}
+	rows, err := conn.Query(ctx, bound, append([]any{pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
 	if err != nil {
 		return err
 	}

@@ -146,7 +146,11 @@ func (a *Generate) generate(ctx context.Context, rc *Context) ([]string, error) 
 	}
 	start := time.Now()
 	list := []string{}
-	rows, err := conn.Query(ctx, q, append([]any{pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
+	bound, err := bindArgs(ctx, conn, q, args)
+	if err != nil {
+		return nil, queryError(ctx, rc, "generator query", q, err)
+	}
+	rows, err := conn.Query(ctx, bound, append([]any{pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
 	if err == nil {
 		for rows.Next() {
 			for _, v := range rows.RawValues() {

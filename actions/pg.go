@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/rs/zerolog"
 
+	"github.com/runbookhq/runbook/internal/sqlsplit"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -739,6 +741,10 @@ func evalArgs(ts []schema.Template, env *schema.Env) ([]any, error) {
 // (QueryExecModeDescribeExec: nothing is cached on the connection), so args are
 // encoded for the parameters' types and known result types arrive in binary.
 func queryMaps(ctx context.Context, conn *pgx.Conn, sql string, args []any) ([]map[string]any, pgconn.CommandTag, error) {
+	sql, err := bindArgs(ctx, conn, sql, args)
+	if err != nil {
+		return nil, pgconn.CommandTag{}, err
+	}
 	rows, err := conn.Query(ctx, sql, append([]any{pgx.QueryExecModeDescribeExec}, args...)...)
 	if err != nil {
 		return nil, pgconn.CommandTag{}, err
@@ -863,4 +869,76 @@ func jsonFloat(f float64) any {
 		return "-Infinity"
 	}
 	return f
+}
+
+// bindArgs makes a query's bind parameters work the way an operator expects.
+// They are sent untyped, so PostgreSQL infers each one's type from where it is
+// used (`WHERE id = $1` takes an integer, `rolname = $1` a name). Where it
+// cannot — format('%I', $1), SELECT $1 — PostgreSQL refuses the query
+// (SQLSTATE 42P18, indeterminate datatype); then exactly that parameter gets a
+// cast from its value's type (params are strings: ::text) and the query is
+// probed again. The probe costs a round trip and runs only for queries with
+// args; inside an open transaction it runs in a savepoint.
+func bindArgs(ctx context.Context, conn *pgx.Conn, sql string, args []any) (string, error) {
+	if len(args) == 0 {
+		return sql, nil
+	}
+	casts := map[int]string{}
+	query := sql
+	for range args {
+		n, err := indeterminate(ctx, conn.PgConn(), query)
+		if err != nil || n < 1 || n > len(args) || casts[n] != "" {
+			return query, err
+		}
+		casts[n] = pgTypeOf(args[n-1])
+		query = sqlsplit.CastParams(sql, casts)
+	}
+	return query, nil
+}
+
+var indeterminateRe = regexp.MustCompile(`parameter \$(\d+)`)
+
+// indeterminate parses (without running) a query and returns the number of
+// the first parameter whose type PostgreSQL cannot determine, or 0.
+func indeterminate(ctx context.Context, pc *pgconn.PgConn, sql string) (int, error) {
+	inTx := pc.TxStatus() != 'I'
+	if inTx {
+		if err := pc.Exec(ctx, "SAVEPOINT runbook_args").Close(); err != nil {
+			return 0, err
+		}
+	}
+	_, perr := pc.Prepare(ctx, "", sql, nil)
+	if inTx {
+		undo := "RELEASE SAVEPOINT runbook_args"
+		if perr != nil {
+			undo = "ROLLBACK TO SAVEPOINT runbook_args; RELEASE SAVEPOINT runbook_args"
+		}
+		if err := pc.Exec(ctx, undo).Close(); err != nil {
+			return 0, err
+		}
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(perr, &pgErr) || pgErr.Code != "42P18" {
+		return 0, nil // typed, or an error of the query's own that running it reports
+	}
+	m := indeterminateRe.FindStringSubmatch(pgErr.Message)
+	if m == nil {
+		return 0, nil
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n, nil
+}
+
+// pgTypeOf names the PostgreSQL type an arg's value is sent as when the
+// server cannot infer one.
+func pgTypeOf(v any) string {
+	switch v.(type) {
+	case bool:
+		return "boolean"
+	case int, int64, int32:
+		return "bigint"
+	case float64:
+		return "double precision"
+	}
+	return "text"
 }

@@ -541,3 +541,37 @@ func TestSQLCommitFails(t *testing.T) {
 		t.Errorf("%s rows", got)
 	}
 }
+
+// Untyped args: PostgreSQL infers a parameter's type from its use, and where
+// it cannot (format(), a bare SELECT $1) the args are sent as text — in a
+// transaction, autocommit, a generator and an assert alike (SPEC §3's own
+// example passes $1 to format()).
+func TestArgsWithoutInferableType(t *testing.T) {
+	db := newDB(t)
+	db.exec(t, "CREATE TABLE nums (n int); INSERT INTO nums VALUES (1), (2), (3)")
+	f := newFixture(t, map[string]string{"db": db.url}, `
+  - id: in-tx
+    sql: {on: db, capture: true, script: "SELECT format('%I', $1) AS quoted", args: ['${{ params.role }}']}
+  - id: autocommit
+    sql: {on: db, capture: true, transaction: false, script: "SELECT $1 AS bare", args: ['${{ params.role }}']}
+  - id: inferred
+    sql: {on: db, capture: true, script: "SELECT count(*) AS c FROM nums WHERE n > $1", args: ['1']}
+  - id: gen
+    generate: {on: db, query: "SELECT format('SELECT %L', $1)", args: ['${{ params.role }}']}
+  - id: check
+    assert: {on: db, query: "SELECT format('%s!', $1) AS s", args: ['${{ params.role }}'], that: 'row.s == params.role + "!"'}
+`, fixtureOpts{params: map[string]string{"role": "Mixed Case"}})
+	if got := f.mustRun("in-tx")["row"].(map[string]any)["quoted"]; got != `"Mixed Case"` {
+		t.Errorf("format('%%I', $1) = %v", got)
+	}
+	if got := f.mustRun("autocommit")["row"].(map[string]any)["bare"]; got != "Mixed Case" {
+		t.Errorf("SELECT $1 = %v", got)
+	}
+	if got := f.mustRun("inferred")["row"].(map[string]any)["c"]; got != int64(2) {
+		t.Errorf("n > $1 with $1 inferred as integer: count = %v, want 2", got)
+	}
+	if got := f.mustRun("gen")["executed"]; got != 1 {
+		t.Errorf("generate with an untyped arg executed %v statements", got)
+	}
+	f.mustRun("check")
+}

@@ -38,9 +38,11 @@ func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
 		return fmt.Errorf("step %s: action %s cannot run", step.ID, step.Kind)
 	}
 	// Non-transactional work must be known to have started before it starts:
-	// resume then knows it may have happened.
+	// resume then knows it may have happened. Transactional work needs no
+	// fsync here: its transaction id is made durable before COMMIT, and that
+	// fsync carries this record too.
 	now := time.Now().UTC()
-	if err := r.st.update(step.ID, true, func(s *StepState) {
+	if err := r.st.update(step.ID, untracked(step), func(s *StepState) {
 		s.Status, s.Started, s.Ended, s.Error, s.Digest = Running, &now, nil, "", step.Digest
 	}); err != nil {
 		return err
@@ -146,7 +148,12 @@ func (r *runner) attempt(ctx context.Context, step *schema.Step, runner actions.
 func (r *runner) recordEnd(step *schema.Step, status string, out actions.Outputs, stepErr error) error {
 	now := time.Now().UTC()
 	var started time.Time
-	err := r.st.update(step.ID, true, func(s *StepState) {
+	// The end of a step whose effects are journaled transactions (or that has
+	// none) need not be fsynced: if it is lost, resume settles the recorded
+	// transaction with the server and reaches the same state. The next
+	// durable record carries it anyway.
+	durable := untracked(step) || status == Failed
+	err := r.st.update(step.ID, durable, func(s *StepState) {
 		s.Status, s.Ended, s.Outputs, s.Digest = status, &now, out, step.Digest
 		if status == Succeeded || status == Skipped {
 			s.Pending = nil
@@ -334,6 +341,17 @@ func (r *runner) settlePending(ctx context.Context, step *schema.Step) (done boo
 	r.log.Info().Str("event", "step.settled").Str("step", step.ID).Uint64("xid", pending.XID).Str("outcome", "committed").
 		Int("done", pending.Done).Msgf("the step's last transaction committed: it continues after statement %d", pending.Done)
 	return false, nil
+}
+
+// untracked reports whether a step has effects that no journaled transaction
+// records: a shell command, or SQL outside a transaction. Its start and end
+// must be durable before anything moves on.
+func untracked(step *schema.Step) bool {
+	switch step.Kind {
+	case "assert", "confirm":
+		return false
+	}
+	return !transactional(step)
 }
 
 // transactional reports whether a step's effects are committed only through

@@ -182,3 +182,57 @@ func Position(s string, offset int) (line, col int) {
 	lineStart := strings.LastIndexByte(s[:offset], '\n') + 1
 	return line, len([]rune(s[lineStart:offset])) + 1
 }
+
+// CastParams appends a cast to every reference to the positional parameters
+// in casts ($N → $N::type), outside quotes, dollar quotes and comments.
+func CastParams(sql string, casts map[int]string) string {
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case c == '-' && strings.HasPrefix(sql[i:], "--"):
+			j := strings.IndexByte(sql[i:], '\n')
+			if j < 0 {
+				i = len(sql)
+			} else {
+				i += j + 1
+			}
+		case c == '/' && strings.HasPrefix(sql[i:], "/*"):
+			i = skipBlockComment(sql, i)
+		case c == '\'':
+			escapes := i > 0 && (sql[i-1] == 'E' || sql[i-1] == 'e') && (i < 2 || !isIdent(sql[i-2]))
+			i = skipQuoted(sql, i, '\'', escapes)
+		case c == '"':
+			i = skipQuoted(sql, i, '"', false)
+		case c == '$' && (i == 0 || !isIdent(sql[i-1])):
+			if tag, ok := dollarTag(sql[i:]); ok {
+				j := strings.Index(sql[i+len(tag):], tag)
+				if j < 0 {
+					i = len(sql)
+				} else {
+					i += len(tag) + j + len(tag)
+				}
+				continue
+			}
+			j := i + 1
+			for j < len(sql) && sql[j] >= '0' && sql[j] <= '9' {
+				j++
+			}
+			n := 0
+			for _, d := range sql[i+1 : j] {
+				n = n*10 + int(d-'0')
+			}
+			if t, ok := casts[n]; ok && j > i+1 {
+				b.WriteString(sql[last:j])
+				b.WriteString("::" + t)
+				last = j
+			}
+			i = j
+		default:
+			i++
+		}
+	}
+	b.WriteString(sql[last:])
+	return b.String()
+}
