@@ -186,6 +186,11 @@ func prepareState(path string, lock *os.File, rb *schema.Runbook, o Options) (*S
 		if err := old.open(); err != nil {
 			return nil, err
 		}
+		for id := range alwaysAgain(old, rb) {
+			if err := old.update(id, false, func(s *StepState) { s.Status, s.Attempts = Pending, 0 }); err != nil {
+				return nil, err
+			}
+		}
 		return old, old.write(&record{Reopen: &reopenRecord{At: time.Now().UTC()}}, true)
 	case old != nil && old.Unfinished() && !o.Fresh:
 		return nil, exitcode.With(exitcode.Refused, fmt.Errorf("state %s holds an unfinished run (%s, started %s by %s); continue it with:\n  %s\nor start over with --fresh (the old state is archived)",
@@ -228,13 +233,14 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 			return refuse("param %s is %q in the state but %q now; non-secret params must match", v.Name, old, v.Value)
 		}
 	}
+	again := alwaysAgain(st, rb)
 	var drift []string
 	var old *schema.Runbook
 	if src, err := os.ReadFile(st.path + ".runbook.yaml"); err == nil {
 		old, _ = schema.Load(rb.File, src)
 	}
 	for _, s := range st.Steps {
-		if s.Status != Succeeded && s.Status != Skipped {
+		if s.Status != Succeeded && s.Status != Skipped || again[s.ID] {
 			continue
 		}
 		cur := rb.Step(s.ID)
@@ -264,6 +270,27 @@ func indent(s, prefix string) string {
 		lines[i] = prefix + l
 	}
 	return strings.Join(lines, "\n")
+}
+
+// alwaysAgain returns the always-steps that ran as clean-up after the step
+// where the run stopped: they run again at the end of the resumed run (the
+// clean-up belongs to every run that gets that far — pgaudit is switched back
+// on after the resumed restore too), so their earlier completion neither
+// counts nor pins their definition.
+func alwaysAgain(st *State, rb *schema.Runbook) map[string]bool {
+	out := map[string]bool{}
+	stopped := false
+	for _, step := range rb.Steps {
+		ss := st.step(step.ID)
+		done := ss != nil && (ss.Status == Succeeded || ss.Status == Skipped)
+		if stopped && step.Always && ss != nil && ss.Status != Pending && ss.Status != Running {
+			out[step.ID] = true
+		}
+		if !done && !stopped {
+			stopped = true
+		}
+	}
+	return out
 }
 
 func short(d string) string {

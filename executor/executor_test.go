@@ -393,3 +393,44 @@ steps:
 		t.Fatalf("resume on another server: exit %d (%v), want 4", o.code, o.err)
 	}
 }
+
+// TestAlwaysStepsRunAgainAfterResume: a clean-up step that ran after a
+// failure runs again at the end of the resumed run, so the resumed work is
+// cleaned up too (the built-in migration switches pgaudit back on after the
+// resumed restore), and editing it is not drift.
+func TestAlwaysStepsRunAgainAfterResume(t *testing.T) {
+	h := newHarness(t)
+	effects := filepath.Join(h.dir, "effects")
+	fixed := filepath.Join(h.dir, "fixed")
+	rb := func(on string) string {
+		return `version: 1
+name: again
+steps:
+  - id: early-cleanup
+    always: true
+    shell: {run: "echo early >> ` + effects + `"}
+  - id: switch-off
+    shell: {run: "echo off >> ` + effects + `; [ -e ` + fixed + ` ]"}
+  - id: work
+    shell: {run: "echo work >> ` + effects + `"}
+  - id: switch-on
+    always: true
+    shell: {run: "echo ` + on + ` >> ` + effects + `"}
+`
+	}
+	h.write(rb("on"))
+	if o := h.run(nil, executor.Options{}); o.code != 1 {
+		t.Fatalf("exit %d, want 1", o.code)
+	}
+	if err := os.WriteFile(fixed, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.write(rb("on-edited"))
+	if o := h.run(nil, executor.Options{Resume: true}); o.code != 0 {
+		t.Fatalf("resume: exit %d (%v)", o.code, o.err)
+	}
+	b, _ := os.ReadFile(effects)
+	if got, want := strings.Fields(string(b)), []string{"early", "off", "on", "off", "work", "on-edited"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("effects %v, want %v", got, want)
+	}
+}
