@@ -434,3 +434,42 @@ steps:
 		t.Errorf("effects %v, want %v", got, want)
 	}
 }
+
+func TestFromOnlyAndStatus(t *testing.T) {
+	h := newHarness(t)
+	h.write(`version: 1
+name: select
+steps:
+  - id: a
+    shell: {run: "echo a"}
+  - id: b
+    shell: {run: "echo b"}
+  - id: c
+    shell: {run: "echo c"}
+`)
+	o := h.run(nil, executor.Options{From: "b"})
+	if got := o.statuses(); got["a"] != "" || got["b"] != "succeeded" || got["c"] != "succeeded" || o.code != 0 {
+		t.Errorf("--from b ran %v (exit %d)", got, o.code)
+	}
+	o = h.run(nil, executor.Options{Only: []string{"a", "c"}, Fresh: true})
+	if got := o.statuses(); got["a"] != "succeeded" || got["b"] != "" || got["c"] != "succeeded" {
+		t.Errorf("--only a --only c ran %v", got)
+	}
+	if o := h.run(nil, executor.Options{Only: []string{"nope"}, Fresh: true}); o.code != exitcode.Invalid {
+		t.Errorf("--only of an unknown step: exit %d, want 2", o.code)
+	}
+	st, err := executor.ReadStatus(h.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	st.WriteText(&b)
+	for _, want := range []string{"of select", "outcome   succeeded", "a  succeeded", "b  pending", "c  succeeded"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status text lacks %q:\n%s", want, b.String())
+		}
+	}
+	if st.Running {
+		t.Errorf("status reports a finished run as locked")
+	}
+}

@@ -11,7 +11,8 @@ import (
 // Fault injection for the crash tests: RUNBOOK_CRASH_AFTER=POINT:STEP[:N] makes
 // the process kill itself with SIGKILL the Nth time (default 1) it passes POINT
 // in STEP. Points: "before-commit" (the transaction id is durable, COMMIT not
-// yet sent) and "committed" (COMMIT done, the progress not yet recorded). It
+// yet sent), "committed" (COMMIT done, the progress not yet recorded) and
+// "step-end" (the step's end recorded, the next step not started). It
 // lets tests hit the in-doubt windows of SPEC §5 deterministically; operators
 // never set it.
 var faults struct {

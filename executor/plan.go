@@ -355,6 +355,11 @@ func (p *Plan) WriteText(w io.Writer) {
 			fmt.Fprintf(w, " (%s)", strings.Join(tags, ", "))
 		}
 		fmt.Fprintln(w)
+		if s.Description != "" {
+			for _, line := range strings.Split(s.Description, "\n") {
+				fmt.Fprintf(w, "       %s\n", strings.TrimRight(line, " "))
+			}
+		}
 		if s.When != "" {
 			verdict := "decided at run time"
 			if s.WillRun != nil && *s.WillRun {
@@ -379,6 +384,17 @@ func (p *Plan) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nPlan digest %s\n", p.Digest)
 }
 
+// plainJSON renders a value as JSON without HTML escaping, for humans.
+func plainJSON(v any) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Sprint(v)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
 func writeAction(w io.Writer, a map[string]any, indent string) {
 	keys := make([]string, 0, len(a))
 	for k := range a {
@@ -398,8 +414,7 @@ func writeAction(w io.Writer, a map[string]any, indent string) {
 			}
 			fmt.Fprintf(w, "%s%s: %s\n", indent, k, x)
 		default:
-			b, _ := json.Marshal(x)
-			fmt.Fprintf(w, "%s%s: %s\n", indent, k, b)
+			fmt.Fprintf(w, "%s%s: %s\n", indent, k, plainJSON(x))
 		}
 	}
 }

@@ -168,6 +168,7 @@ func (r *runner) recordEnd(step *schema.Step, status string, out actions.Outputs
 		}
 	})
 	r.env.Steps[step.ID] = schema.StepResult{Status: status, Outputs: out}
+	crashPoint("step-end", step.ID)
 	if status == Skipped {
 		return err
 	}
