@@ -26,6 +26,8 @@ type Context struct {
 	Conns Conns
 	// Redact masks secrets in text an action produces (child output, errors).
 	Redact *redact.Redactor
+	// File is the runbook's path (or builtin:NAME), for positions in errors.
+	File string
 	// Dir is the runbook's directory (relative files, shell's dir); "" for a
 	// built-in runbook.
 	Dir string

@@ -129,10 +129,9 @@ type SQLError struct {
 	// StmtLine and StmtCol are the server's error position inside SQL, from
 	// 1; zero when the server gave none.
 	StmtLine, StmtCol int
-	// File is the .sql file of a `file:` script ("" for a script written in
-	// the runbook); Line and Col are the position in that file or the
-	// runbook. Line is zero when unknown, Col when not known exactly (the
-	// indentation of a YAML block is not kept by the loader).
+	// File is the .sql file of a `file:` script, or the runbook for a script
+	// written in it; Line and Col are the error's position in that file.
+	// Line is zero when unknown (a script whose ${{ }} changed its text).
 	File      string
 	Line, Col int
 	// label names what failed when it is not a script's statement:

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -266,15 +266,12 @@ func (r *sqlRun) sqlError(k int, pgErr *pgconn.PgError) *SQLError {
 	switch {
 	case r.a.File != "":
 		e.File, e.Line, e.Col = r.a.File, e.ScriptLine, e.ScriptCol
-	case r.a.Script.Pos.Line == 0 || strings.Count(r.a.Script.Raw, "\n") != strings.Count(r.script, "\n"):
-		// unknown, or expressions added lines: no runbook position
-	case strings.Contains(r.a.Script.Raw, "\n"):
-		// A block scalar (script: |): its text starts on the line after the
-		// indicator. The block's indentation is not known here, so no column.
-		e.Line = r.a.Script.Pos.Line + e.ScriptLine
+	case r.a.Script.Pos.Line == 0 || r.a.Script.Raw != r.script:
+		// unknown, or expressions changed the text: no runbook position
 	default:
-		// A one-line scalar: plain or quoted, which changes the column.
-		e.Line = r.a.Script.Pos.Line
+		// The exact place in the runbook, whatever the scalar's style.
+		p := r.a.Script.PosAt(utf8.RuneCountInString(r.script[:off]))
+		e.File, e.Line, e.Col = r.rc.File, p.Line, p.Col
 	}
 	return e
 }

@@ -282,10 +282,10 @@ func TestSQLErrors(t *testing.T) {
 					t.Errorf("error = %+v", e)
 				}
 				// The runbook's steps start at line 6: the script's line 3 is line 13.
-				if e.Line != 13 || e.File != "" {
+				if e.Line != 13 || e.Col != 16 || e.File != "" {
 					t.Errorf("runbook position = %s:%d:%d", e.File, e.Line, e.Col)
 				}
-				for _, want := range []string{"statement 2 of 2 at script line 3 col 8 (runbook line 13)", "SQLSTATE 42703", `column "nosuchcol" does not exist`, "SQL: SELECT id,"} {
+				for _, want := range []string{"statement 2 of 2 at script line 3 col 8 (runbook line 13 col 16)", "SQLSTATE 42703", `column "nosuchcol" does not exist`, "SQL: SELECT id,"} {
 					if !strings.Contains(msg, want) {
 						t.Errorf("message lacks %q:\n%s", want, msg)
 					}
@@ -299,7 +299,7 @@ func TestSQLErrors(t *testing.T) {
     sql: {on: db, script: "INSERT INTO t VALUES (1)"}
 `,
 			check: func(t *testing.T, e *SQLError, msg string) {
-				if e.Code != "23505" || !strings.Contains(msg, "DETAIL: Key (id)=(1) already exists.") || !strings.Contains(msg, "(runbook line 8)") {
+				if e.Code != "23505" || !strings.Contains(msg, "DETAIL: Key (id)=(1) already exists.") || !strings.Contains(msg, "(runbook line 8 col 28)") {
 					t.Errorf("message:\n%s", msg)
 				}
 			},

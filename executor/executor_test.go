@@ -473,3 +473,28 @@ steps:
 		t.Errorf("status reports a finished run as locked")
 	}
 }
+
+// A failing statement is reported at its place in the runbook file.
+func TestSQLErrorAtFilePosition(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	h := newHarness(t)
+	path := h.write(`version: 1
+name: sqlpos
+params:
+  url: {secret: true}
+connections:
+  db: ${{ params.url }}
+steps:
+  - id: broken
+    sql:
+      on: db
+      script: |
+        SELECT 1;
+        SELECT no_such_column FROM pg_class;
+`)
+	o := h.run([]string{"url=" + url}, executor.Options{})
+	if want := path + ":13:16"; o.code != 1 || !strings.Contains(o.err.Error(), want) {
+		t.Errorf("exit %d, error %v: want the position %s", o.code, o.err, want)
+	}
+}

@@ -130,7 +130,7 @@ func (r *runner) attempt(ctx context.Context, step *schema.Step, runner actions.
 		defer cancel()
 	}
 	rc := &actions.Context{Step: step, Env: r.env, Log: r.log.With().Str("step", step.ID).Logger(),
-		Conns: r.conns, Redact: r.red, Dir: r.dir, Journal: &journal{r: r, step: step.ID},
+		Conns: r.conns, Redact: r.red, Dir: r.dir, File: r.rb.File, Journal: &journal{r: r, step: step.ID},
 		Approver: r, Attempt: n}
 	if r.o.Terminal {
 		rc.Terminal = r.o.Console

@@ -504,3 +504,8 @@ func keys(m map[string]bool) []string {
 	}
 	return out
 }
+
+// PosAt returns the file position of the rune at offset in the template's
+// text as written (exact for every scalar style), for errors that point
+// inside a value, such as a failing statement in an sql script.
+func (t Template) PosAt(runeOffset int) Pos { return t.loc.at(runeOffset) }
