@@ -19,6 +19,9 @@ type ParamInputs struct {
 	Vars      []string // K=V
 	// LookupEnv reads the environment; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// WithoutSecrets accepts missing secret params: for commands that only
+	// locate a run's state (status, report), which never use a secret.
+	WithoutSecrets bool
 }
 
 // Value is a param's resolved value and where it came from.
@@ -138,7 +141,7 @@ func (rb *Runbook) ResolveParams(in ParamInputs) (Values, error) {
 	for i, p := range rb.Params {
 		v := &vals[i]
 		if v.Source == "" {
-			if p.IsRequired() {
+			if p.IsRequired() && !(in.WithoutSecrets && p.Secret) {
 				how := fmt.Sprintf("--var %s=VALUE or a vars file", p.Name)
 				if p.Env != "" {
 					how += " or $" + p.Env

@@ -20,11 +20,20 @@ func (p *paramFlags) register(c *cobra.Command) {
 
 // load loads a runbook (a file or builtin:NAME) and resolves its params.
 func (p *paramFlags) load(ref string) (*schema.Runbook, schema.Values, error) {
+	return p.resolve(ref, false)
+}
+
+// locate loads a runbook and its non-secret params: enough to find its state.
+func (p *paramFlags) locate(ref string) (*schema.Runbook, schema.Values, error) {
+	return p.resolve(ref, true)
+}
+
+func (p *paramFlags) resolve(ref string, withoutSecrets bool) (*schema.Runbook, schema.Values, error) {
 	rb, err := runbooks.Load(ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	vals, err := rb.ResolveParams(schema.ParamInputs{VarsFiles: p.varsFiles, Vars: p.vars})
+	vals, err := rb.ResolveParams(schema.ParamInputs{VarsFiles: p.varsFiles, Vars: p.vars, WithoutSecrets: withoutSecrets})
 	if err != nil {
 		return rb, nil, err
 	}

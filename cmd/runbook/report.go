@@ -42,7 +42,7 @@ Without --log the report comes from the state alone.`,
 			}
 			path := state
 			if path == "" {
-				rb, vals, err := pf.load(args[0])
+				rb, vals, err := pf.locate(args[0])
 				if err != nil {
 					return err
 				}

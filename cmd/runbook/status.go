@@ -29,7 +29,7 @@ to find the default state file, or --state.`,
 			}
 			path := state
 			if path == "" {
-				rb, vals, err := pf.load(args[0])
+				rb, vals, err := pf.locate(args[0])
 				if err != nil {
 					return err
 				}
