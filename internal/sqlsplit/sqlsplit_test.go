@@ -68,11 +68,11 @@ func FuzzSplit(f *testing.F) {
 func TestCastParams(t *testing.T) {
 	casts := map[int]string{1: "text", 12: "bigint"}
 	for in, want := range map[string]string{
-		"SELECT format('%I', $1)":              "SELECT format('%I', $1::text)",
-		"SELECT $1, $2, $12":                   "SELECT $1::text, $2, $12::bigint",
+		"SELECT format('%I', $1)":             "SELECT format('%I', $1::text)",
+		"SELECT $1, $2, $12":                  "SELECT $1::text, $2, $12::bigint",
 		"SELECT '$1', \"$1\", $$ $1 $$ -- $1": "SELECT '$1', \"$1\", $$ $1 $$ -- $1",
-		"SELECT $1 /* $1 */ || $tag$$1$tag$":   "SELECT $1::text /* $1 */ || $tag$$1$tag$",
-		"SELECT a$1 FROM t":                    "SELECT a$1 FROM t",
+		"SELECT $1 /* $1 */ || $tag$$1$tag$":  "SELECT $1::text /* $1 */ || $tag$$1$tag$",
+		"SELECT a$1 FROM t":                   "SELECT a$1 FROM t",
 	} {
 		if got := CastParams(in, casts); got != want {
 			t.Errorf("CastParams(%q) = %q, want %q", in, got, want)
