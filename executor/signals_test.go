@@ -248,3 +248,46 @@ steps:
 		}
 	}
 }
+
+// TestConfirmOnTerminal: on a terminal the operator types yes (anything else
+// stops the run); a pseudo-terminal comes from script(1).
+func TestConfirmOnTerminal(t *testing.T) {
+	scriptCmd, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) not installed: no pseudo-terminal to test with")
+	}
+	bin := buildBinary(t)
+	for answer, wantCode := range map[string]int{"yes": 0, "no": 1} {
+		dir := t.TempDir()
+		rb := "version: 1\nname: tty\nsteps:\n  - id: gate\n    confirm: Is the application in maintenance mode?\n  - id: after\n    shell: {run: \"touch after\"}\n"
+		if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(scriptCmd, "-qfec", bin+" run rb.yaml --log audit.log", "/dev/null")
+		cmd.Dir = dir
+		stdin, _ := cmd.StdinPipe()
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, &out, "Type yes to continue")
+		stdin.Write([]byte(answer + "\n"))
+		err := cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != wantCode {
+			t.Errorf("answer %q: exit %d, want %d\n%s", answer, code, wantCode, tail(out.String()))
+		}
+		_, ranAfter := os.Stat(filepath.Join(dir, "after"))
+		if (ranAfter == nil) != (answer == "yes") {
+			t.Errorf("answer %q: the step after the gate ran=%v", answer, ranAfter == nil)
+		}
+		log, _ := os.ReadFile(filepath.Join(dir, "audit.log"))
+		if answer == "yes" && !strings.Contains(string(log), `"how":"terminal"`) {
+			t.Errorf("the audit log does not record a terminal approval")
+		}
+	}
+}
