@@ -7,8 +7,10 @@ PKGS     := ./...
 
 all: build
 
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/runbook
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/runbook
 
 deps:
 	@scripts/ensure-deps
