@@ -19,7 +19,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/internal/textdiff"
@@ -465,5 +464,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
-var _ = actions.Outputs{}
