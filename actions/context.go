@@ -75,8 +75,15 @@ type Journal interface {
 	// after the executor has settled any transaction whose commit was in doubt
 	// (Done then counts it). Nil when the step starts afresh.
 	Resume() *Progress
-	// Freeze records a generate step's statement list before the first runs.
-	Freeze(statements []string) error
+	// Freeze makes a generate step's statement list durable before the first
+	// statement runs. It calls write once, with add, which appends one
+	// statement to the list: the action adds the statements as the generator
+	// query's rows arrive, so the list is never held in memory whole. An
+	// error of write (or add) is returned as it is, and nothing is recorded.
+	// When Freeze returns nil, the whole list is durable and the step's
+	// record names it; the returned Statements reads it back (and so does
+	// Resume after a crash).
+	Freeze(write func(add func(stmt string) error) error) (Statements, error)
 	// BeforeCommit records that a transaction is about to commit. After a
 	// crash, resume asks the server (pg_xact_status) whether it did.
 	BeforeCommit(ctx context.Context, tx PendingTx) error
@@ -86,8 +93,9 @@ type Journal interface {
 
 // Progress is a step's durable progress.
 type Progress struct {
-	// Statements is a generate step's frozen list.
-	Statements []string `json:"statements,omitempty"`
+	// Statements is a generate step's frozen list; nil when it has none. It
+	// lives in a file of its own (docs/state.md), not in the record.
+	Statements Statements `json:"-"`
 	// Done counts the statements known committed.
 	Done int `json:"done"`
 	// Outputs are the outputs recorded with the last commit, so that a step
@@ -109,3 +117,46 @@ type PendingTx struct {
 	// Outputs are the step's outputs once this transaction commits.
 	Outputs Outputs `json:"outputs,omitempty"`
 }
+
+// Statements is a generate step's frozen statement list, read in order, a
+// statement at a time: a list of a million statements is never held in
+// memory whole.
+type Statements interface {
+	// Len is how many statements the list holds.
+	Len() int
+	// Read returns a reader of the statements from index from (0-based) on.
+	Read(from int) (StatementReader, error)
+}
+
+// StatementReader reads a frozen list's statements in order.
+type StatementReader interface {
+	// Next returns the next statement, or io.EOF after the last.
+	Next() (string, error)
+	Close() error
+}
+
+// StatementList is a Statements held in memory (small lists, tests).
+type StatementList []string
+
+// Len implements Statements.
+func (l StatementList) Len() int { return len(l) }
+
+// Read implements Statements.
+func (l StatementList) Read(from int) (StatementReader, error) {
+	return &listReader{l: l, i: min(max(from, 0), len(l))}, nil
+}
+
+type listReader struct {
+	l StatementList
+	i int
+}
+
+func (r *listReader) Next() (string, error) {
+	if r.i >= len(r.l) {
+		return "", io.EOF
+	}
+	r.i++
+	return r.l[r.i-1], nil
+}
+
+func (r *listReader) Close() error { return nil }

@@ -105,23 +105,31 @@ func (a *Generate) Validate(v *schema.Validation) {
 func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	g := &genRun{a: a, rc: rc, target: a.Target()}
 	if p := rc.Journal.Resume(); p != nil && (p.Statements != nil || p.Done > 0) {
-		if p.Statements == nil || p.Done > len(p.Statements) || p.Done < 0 {
-			return nil, fmt.Errorf("the journal records %d statements done of a frozen list of %d: cannot resume", p.Done, len(p.Statements))
+		if p.Statements == nil || p.Done > p.Statements.Len() || p.Done < 0 {
+			n := 0
+			if p.Statements != nil {
+				n = p.Statements.Len()
+			}
+			return nil, fmt.Errorf("the journal records %d statements done of a frozen list of %d: cannot resume", p.Done, n)
 		}
 		g.list, g.done = p.Statements, p.Done
-		rc.Log.Info().Str("event", "generate.resume").Int("statements", len(g.list)).Int("done", g.done).
+		rc.Log.Info().Str("event", "generate.resume").Int("statements", g.list.Len()).Int("done", g.done).
 			Msg("resuming with the frozen statement list")
 	} else {
-		list, err := a.generate(ctx, rc)
+		// The statements go to the journal's file as the rows arrive: the
+		// list is durable before the first runs, and never in memory whole.
+		list, err := rc.Journal.Freeze(func(add func(string) error) error {
+			_, err := a.generate(ctx, rc, add)
+			return err
+		})
 		if err != nil {
-			return nil, err
-		}
-		if err := rc.Journal.Freeze(list); err != nil {
 			return nil, err
 		}
 		g.list = list
 	}
-	if g.done < len(g.list) {
+	g.n = g.list.Len()
+	if g.done < g.n {
+		defer g.cells.close()
 		if err := g.exec(ctx); err != nil {
 			return nil, err
 		}
@@ -129,53 +137,69 @@ func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	return g.outputs(g.done), nil
 }
 
-// generate runs the generator query and returns its non-null cells in row
-// order, then column order.
-func (a *Generate) generate(ctx context.Context, rc *Context) ([]string, error) {
+// generate runs the generator query and adds its non-null cells, in row
+// order, then column order; it returns how many it added.
+func (a *Generate) generate(ctx context.Context, rc *Context, add func(string) error) (int, error) {
 	q, err := a.Query.String(rc.Env)
 	if err != nil {
-		return nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
+		return 0, rc.Redact.Error(fmt.Errorf("query: %w", err))
 	}
 	args, err := evalArgs(a.Args, rc.Env)
 	if err != nil {
-		return nil, rc.Redact.Error(err)
+		return 0, rc.Redact.Error(err)
 	}
 	conn, err := rc.Conns.Conn(ctx, a.On.Name)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	start := time.Now()
-	list := []string{}
+	n := 0
 	bound, err := bindArgs(ctx, conn, q, args)
 	if err != nil {
-		return nil, queryError(ctx, rc, "generator query", q, err)
+		return 0, queryError(ctx, rc, "generator query", q, err)
 	}
 	rows, err := conn.Query(ctx, bound, append([]any{pgx.QueryExecModeDescribeExec, pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
+	var addErr error
 	if err == nil {
+	rows:
 		for rows.Next() {
 			for _, v := range rows.RawValues() {
 				if v != nil {
-					list = append(list, string(v))
+					if addErr = add(string(v)); addErr != nil {
+						break rows
+					}
+					n++
 				}
 			}
 		}
 		rows.Close()
 		err = rows.Err()
 	}
-	if err != nil {
-		return nil, queryError(ctx, rc, "generator query", q, err)
+	if addErr != nil {
+		return 0, addErr
 	}
-	rc.Log.Info().Str("event", "generate.query").Str("sql", q).Int("statements", len(list)).
+	if err != nil {
+		return 0, queryError(ctx, rc, "generator query", q, err)
+	}
+	rc.Log.Info().Str("event", "generate.query").Str("sql", q).Int("statements", n).
 		Dur("duration", time.Since(start)).Msg("generated statements")
-	return list, nil
+	return n, nil
 }
+
+// segCells bounds the cells of a unit sent in one round trip, and held in
+// memory: a transaction of more cells (batch with a large batch_size, all) is
+// sent as several round trips inside the transaction, each segment's cells
+// read from the frozen list as it goes, so a list of a million statements
+// costs the memory of one segment.
+var segCells = 4096
 
 // genRun is one attempt of a generate step.
 type genRun struct {
 	a      *Generate
 	rc     *Context
 	target string
-	list   []string
+	list   Statements
+	n      int // list.Len()
 	done   int // statements known committed
 
 	pc         *pgconn.PgConn
@@ -186,10 +210,13 @@ type genRun struct {
 	pendFrom   int       // the first statement of pend
 	hasPending bool
 
-	// The unit (transaction) being sent: its statements as pieces (a cell
-	// holding several statements is split, as the server would), the cell
-	// each piece belongs to (nil: piece k is cell first+k) and its offset in
-	// the cell.
+	// cells reads the frozen list; seg holds the segment being sent (cells
+	// first … first+len(seg)-1).
+	cells cellReader
+	seg   []string
+	// The segment's statements as pieces (a cell holding several statements
+	// is split, as the server would), the cell each piece belongs to (nil:
+	// piece k is cell first+k) and its offset in the cell.
 	first  int
 	pieces []string
 	owner  []int
@@ -204,8 +231,11 @@ type genRun struct {
 }
 
 func (g *genRun) outputs(executed int) Outputs {
-	return Outputs{"statements": len(g.list), "executed": executed}
+	return Outputs{"statements": g.n, "executed": executed}
 }
+
+// cell returns statement i of the list, which must be in the segment.
+func (g *genRun) cell(i int) string { return g.seg[i-g.first] }
 
 func (g *genRun) exec(ctx context.Context) error {
 	conn, err := g.rc.Conns.Conn(ctx, g.target)
@@ -220,10 +250,11 @@ func (g *genRun) exec(ctx context.Context) error {
 		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("preparing: %w", err)))
 	}
 	defer func() { g.prep.release(ctx, g.pc) }()
+	g.cells.list = g.list
 	g.doneFn = g.pieceDone
-	g.prog = progressLine{w: g.rc.Terminal, total: len(g.list)}
+	g.prog = progressLine{w: g.rc.Terminal, total: g.n}
 	defer g.prog.clear()
-	n := len(g.list)
+	n := g.n
 	size := g.a.Batch()
 	if size == 0 {
 		size = n
@@ -233,14 +264,9 @@ func (g *genRun) exec(ctx context.Context) error {
 			return g.abort(ctx, err)
 		}
 		end := min(i+size, n)
-		g.unit(i, end)
-		t := trip{commit: g.hasPending, begin: true, stmts: g.pieces, xid: xidSQL, prep: g.prep, done: g.doneFn}
-		res := t.run(ctx, g.pc)
-		if res.committed {
-			if err := g.committed(); err != nil {
-				endTx(ctx, g.pc)
-				return err
-			}
+		res, err := g.runUnit(ctx, i, end)
+		if err != nil {
+			return err
 		}
 		if res.err == nil {
 			if err := g.beforeCommit(ctx, res.xid, i, end); err != nil {
@@ -263,8 +289,11 @@ func (g *genRun) exec(ctx context.Context) error {
 		f := g.cellOf(res.failed)
 		outside := pgErr.Code == "25001" && g.a.Mode() != "all" && ctx.Err() == nil
 		var failure error
-		if !outside {
-			failure = g.pieceErr(res.failed, res.err) // before commitPrefix replaces the unit
+		var stmt string
+		if outside {
+			stmt = g.cell(f) // before commitPrefix replaces the segment
+		} else {
+			failure = g.pieceErr(res.failed, res.err)
 		}
 		if g.a.Mode() == "batch" && f > i {
 			if err := g.commitPrefix(ctx, i, f); err != nil {
@@ -274,7 +303,7 @@ func (g *genRun) exec(ctx context.Context) error {
 		if !outside {
 			return g.rc.Redact.Error(withCtx(ctx, failure))
 		}
-		if err := g.autocommit(ctx, f); err != nil {
+		if err := g.autocommit(ctx, f, stmt); err != nil {
 			return err
 		}
 		i = f + 1
@@ -292,6 +321,41 @@ func (g *genRun) exec(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// runUnit sends cells from … to-1 as one transaction, up to its transaction
+// id: in one round trip when they fit in a segment, else in one round trip
+// per segment inside the transaction. The first round trip commits the
+// pending transaction first (COMMIT AND CHAIN, which also begins this one),
+// and that commit is recorded as soon as its result arrives. It returns the
+// last round trip's result, or the failing one's (the segment is then the
+// one that failed). An error is one of the journal's.
+func (g *genRun) runUnit(ctx context.Context, from, to int) (tripResult, error) {
+	commit := g.hasPending
+	for s := from; ; {
+		e := min(s+segCells, to)
+		if err := g.unit(s, e); err != nil {
+			// Nothing of this transaction commits: a pending one is rolled
+			// back with it, and settled by the server on resume.
+			endTx(ctx, g.pc)
+			return tripResult{}, err
+		}
+		t := trip{commit: commit, begin: s == from, stmts: g.pieces, prep: g.prep, done: g.doneFn}
+		if e == to {
+			t.xid = xidSQL
+		}
+		res := t.run(ctx, g.pc)
+		if res.committed {
+			if err := g.committed(); err != nil {
+				endTx(ctx, g.pc)
+				return res, err
+			}
+		}
+		if res.err != nil || e == to {
+			return res, nil
+		}
+		commit, s = false, e
+	}
 }
 
 // abort ends the run when ctx is done between round trips: the transaction
@@ -324,11 +388,12 @@ func (g *genRun) committed() error {
 func (g *genRun) commitPrefix(ctx context.Context, from, to int) error {
 	g.rc.Log.Warn().Str("event", "generate.rerun").Int("from", from).Int("to", to-1).
 		Msg("the batch was rolled back; running the statements before the failing one again, in one transaction")
-	g.unit(from, to)
 	g.rerun = true
 	defer func() { g.rerun = false }()
-	t := trip{begin: true, stmts: g.pieces, xid: xidSQL, prep: g.prep, done: g.doneFn}
-	res := t.run(ctx, g.pc)
+	res, err := g.runUnit(ctx, from, to)
+	if err != nil {
+		return err
+	}
 	if res.err != nil {
 		endTx(ctx, g.pc)
 		return g.rc.Redact.Error(withCtx(ctx, g.pieceErr(res.failed, res.err)))
@@ -344,22 +409,23 @@ func (g *genRun) commitPrefix(ctx context.Context, from, to int) error {
 	return g.committed()
 }
 
-// autocommit runs cell f on its own, outside a transaction block.
-func (g *genRun) autocommit(ctx context.Context, f int) error {
-	g.rc.Log.Warn().Str("event", "generate.autocommit").Int("index", f).Str("sql", g.list[f]).
+// autocommit runs cell f, stmt, on its own, outside a transaction block.
+func (g *genRun) autocommit(ctx context.Context, f int, stmt string) error {
+	g.rc.Log.Warn().Str("event", "generate.autocommit").Int("index", f).Str("sql", stmt).
 		Msg("the statement cannot run inside a transaction block: running it on its own in autocommit; " +
 			"it is not protected against running twice if runbook dies before its completion is recorded")
+	g.first, g.seg = f, append(g.seg[:0], stmt)
 	start := time.Now()
-	rows, err := execSimple(ctx, g.pc, g.list[f])
+	rows, err := execSimple(ctx, g.pc, stmt)
 	if err != nil {
 		endTx(ctx, g.pc)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
-			e := g.genError(f, g.list[f], 0, pgErr)
+			e := g.genError(f, stmt, 0, pgErr)
 			logSQLError(g.rc.Log, e)
 			err = e
 		} else {
-			err = fmt.Errorf("generated statement %d of %d: %w", f+1, len(g.list), err)
+			err = fmt.Errorf("generated statement %d of %d: %w", f+1, g.n, err)
 		}
 		return g.rc.Redact.Error(withCtx(ctx, err))
 	}
@@ -376,10 +442,14 @@ func (g *genRun) autocommit(ctx context.Context, f int) error {
 	return nil
 }
 
-// unit prepares cells from..to-1 as the pieces of one transaction.
-func (g *genRun) unit(from, to int) {
-	g.first, g.rows, g.dur = from, 0, 0
-	cells := g.list[from:to]
+// unit reads cells from..to-1 (one segment) and prepares them as the pieces
+// of one round trip.
+func (g *genRun) unit(from, to int) error {
+	cells, err := g.cells.read(from, to, g.seg[:0])
+	if err != nil {
+		return fmt.Errorf("reading the frozen statement list: %w", err)
+	}
+	g.seg, g.first, g.rows, g.dur = cells, from, 0, 0
 	multi := false
 	for _, c := range cells {
 		if strings.IndexByte(c, ';') >= 0 && len(sqlsplit.Split(c)) > 1 {
@@ -389,7 +459,7 @@ func (g *genRun) unit(from, to int) {
 	}
 	if !multi {
 		g.pieces, g.owner, g.offs = cells, nil, nil
-		return
+		return nil
 	}
 	g.pieces, g.owner, g.offs = nil, nil, nil
 	for i, c := range cells {
@@ -401,6 +471,47 @@ func (g *genRun) unit(from, to int) {
 		for _, p := range parts {
 			g.pieces, g.owner, g.offs = append(g.pieces, p.SQL), append(g.owner, from+i), append(g.offs, p.Offset)
 		}
+	}
+	return nil
+}
+
+// cellReader reads a frozen list's cells in order, starting again from the
+// list's beginning only when asked for cells behind it.
+type cellReader struct {
+	list Statements
+	rd   StatementReader
+	pos  int // the index of the cell rd returns next
+}
+
+// read appends cells from..to-1 to buf.
+func (c *cellReader) read(from, to int, buf []string) ([]string, error) {
+	if c.rd == nil || from < c.pos {
+		c.close()
+		rd, err := c.list.Read(from)
+		if err != nil {
+			return nil, err
+		}
+		c.rd, c.pos = rd, from
+	}
+	for ; c.pos < to; c.pos++ {
+		s, err := c.rd.Next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("the list ends after %d statements, not %d", c.pos, c.list.Len())
+		}
+		if err != nil {
+			return nil, err
+		}
+		if c.pos >= from {
+			buf = append(buf, s)
+		}
+	}
+	return buf, nil
+}
+
+func (c *cellReader) close() {
+	if c.rd != nil {
+		c.rd.Close()
+		c.rd = nil
 	}
 }
 
@@ -428,7 +539,7 @@ func (g *genRun) pieceDone(k int, tag pgconn.CommandTag, d time.Duration) {
 }
 
 func (g *genRun) logStmt(i int, rows int64, d time.Duration) {
-	ev := g.rc.Log.Info().Str("event", "generate.statement").Int("index", i).Str("sql", g.list[i]).
+	ev := g.rc.Log.Info().Str("event", "generate.statement").Int("index", i).Str("sql", g.cell(i)).
 		Int64("rows", rows).Dur("duration", d)
 	if g.rerun {
 		ev = ev.Bool("rerun", true)
@@ -454,15 +565,16 @@ func (g *genRun) pieceErr(k int, err error) error {
 		logSQLError(g.rc.Log, e)
 		return e
 	}
-	return fmt.Errorf("generated statement %d of %d: %w", g.cellOf(k)+1, len(g.list), err)
+	return fmt.Errorf("generated statement %d of %d: %w", g.cellOf(k)+1, g.n, err)
 }
 
 // genError places the server's error in generated statement f; piece is the
 // part of it that failed, at byte offset off.
 func (g *genRun) genError(f int, piece string, off int, pgErr *pgconn.PgError) *SQLError {
-	e := &SQLError{PgError: pgErr, Statement: f + 1, Of: len(g.list), SQL: g.list[f], label: "generated statement"}
+	stmt := g.cell(f)
+	e := &SQLError{PgError: pgErr, Statement: f + 1, Of: g.n, SQL: stmt, label: "generated statement"}
 	if b := byteOffset(piece, pgErr.Position); b >= 0 {
-		e.StmtLine, e.StmtCol = posOf(g.list[f], off+b)
+		e.StmtLine, e.StmtCol = posOf(stmt, off+b)
 	}
 	if pgErr.Code == "25001" && g.a.Mode() == "all" {
 		e.Hint = strings.TrimSpace(e.Hint + " With transaction: all every statement runs in one transaction; use each or batch.")

@@ -158,7 +158,7 @@ func TestGenerateResumeUsesFrozenList(t *testing.T) {
 		"INSERT INTO log (v) VALUES ('s2')",
 		"INSERT INTO log (v) VALUES ('s3')",
 	}
-	f.journal.resume = &Progress{Statements: frozen, Done: 2}
+	f.journal.resume = &Progress{Statements: StatementList(frozen), Done: 2}
 	out := f.mustRun("g")
 	if out["statements"] != 4 || out["executed"] != 4 {
 		t.Errorf("outputs = %v", out)
@@ -174,12 +174,12 @@ func TestGenerateResumeUsesFrozenList(t *testing.T) {
 	}
 
 	// Everything was done: nothing runs.
-	f.journal.resume, f.journal.calls = &Progress{Statements: frozen, Done: 4}, nil
+	f.journal.resume, f.journal.calls = &Progress{Statements: StatementList(frozen), Done: 4}, nil
 	if out := f.mustRun("g"); out["executed"] != 4 || f.journal.sequence() != "" {
 		t.Errorf("outputs = %v, journal = %s", out, f.journal.sequence())
 	}
 	// A journal that cannot be right.
-	f.journal.resume = &Progress{Statements: frozen, Done: 5}
+	f.journal.resume = &Progress{Statements: StatementList(frozen), Done: 5}
 	if err := f.runErr("g"); !strings.Contains(err.Error(), "cannot resume") {
 		t.Errorf("error = %v", err)
 	}
@@ -552,4 +552,47 @@ func BenchmarkPsqlGexec(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*benchTables), "µs/stmt")
+}
+
+// TestGenerateSegments runs the generate tests again with units sent two
+// cells per round trip, as a transaction of more than segCells statements is:
+// transactions spanning several round trips, failures in a later segment,
+// the batch's re-run of its prefix, and cells of several statements.
+func TestGenerateSegments(t *testing.T) {
+	defer func(n int) { segCells = n }(segCells)
+	segCells = 2
+	t.Run("modes", TestGenerateModes)
+	t.Run("cells", TestGenerateCells)
+	t.Run("failure", TestGenerateFailure)
+	t.Run("outside", TestGenerateOutsideTransaction)
+	t.Run("resume", TestGenerateResumeUsesFrozenList)
+	t.Run("journal", TestGenerateJournalFailure)
+	t.Run("large batch", func(t *testing.T) {
+		// batch_size 5, segments of 2: the failing statement (index 6) is in
+		// the second batch's second segment; the prefix re-run spans two.
+		db := newDB(t)
+		db.exec(t, "CREATE TABLE t (n int PRIMARY KEY); INSERT INTO t VALUES (100)")
+		f := newFixture(t, map[string]string{"db": db.url}, `
+  - id: g
+    generate:
+      on: db
+      query: SELECT format('INSERT INTO t VALUES (%s)', CASE WHEN i = 8 THEN 100 ELSE i END) FROM generate_series(0, 11) i
+      transaction: batch
+      batch_size: 5
+`, fixtureOpts{})
+		err := f.runErr("g")
+		var se *SQLError
+		if !errors.As(err, &se) || se.Statement != 9 || se.Of != 12 || se.SQL != "INSERT INTO t VALUES (100)" {
+			t.Fatalf("error = %v", err)
+		}
+		if got := db.value(t, "SELECT string_agg(n::text, ',' ORDER BY n) FROM t WHERE n < 100"); got != "0,1,2,3,4,5,6,7" {
+			t.Errorf("committed rows %q", got)
+		}
+		if got, want := f.journal.sequence(), "freeze(12) before(5) committed(5) before(8) committed(8)"; got != want {
+			t.Errorf("journal = %s\nwant      %s", got, want)
+		}
+		if evs := f.events("generate.statement"); len(evs) != 8+3 {
+			t.Errorf("%d generate.statement events", len(evs))
+		}
+	})
 }

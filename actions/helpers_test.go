@@ -256,11 +256,15 @@ type memJournal struct {
 
 func (j *memJournal) Resume() *Progress { return j.resume }
 
-func (j *memJournal) Freeze(statements []string) error {
+func (j *memJournal) Freeze(write func(add func(string) error) error) (Statements, error) {
+	var statements []string
+	if err := write(func(s string) error { statements = append(statements, s); return nil }); err != nil {
+		return nil, err
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.calls = append(j.calls, journalCall{Kind: "freeze", Statements: append([]string(nil), statements...)})
-	return nil
+	j.calls = append(j.calls, journalCall{Kind: "freeze", Statements: statements})
+	return StatementList(statements), nil
 }
 
 func (j *memJournal) BeforeCommit(ctx context.Context, tx PendingTx) error {

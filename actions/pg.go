@@ -278,10 +278,8 @@ func byteOffset(s string, position int32) int {
 const (
 	// xidSQL asks for the transaction id to record before COMMIT.
 	xidSQL = "SELECT pg_current_xact_id()"
-	// xidFullSQL adds the backend's identity: pid and start time (UTC,
+	// backendSQL is the backend's identity: pid and start time (UTC,
 	// microseconds, independent of DateStyle and TimeZone).
-	xidFullSQL = `SELECT pg_current_xact_id(), pg_backend_pid(), (SELECT to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM pg_stat_activity WHERE pid = pg_backend_pid())`
-	// backendSQL is the backend's identity alone.
 	backendSQL = `SELECT pg_backend_pid(), (SELECT to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM pg_stat_activity WHERE pid = pg_backend_pid())`
 )
 
@@ -301,7 +299,7 @@ type trip struct {
 	commit bool // COMMIT the open transaction first
 	begin  bool // then BEGIN
 	stmts  []string
-	xid    string // xidSQL, xidFullSQL or "": the query run after the statements
+	xid    string // xidSQL or "": the query run after the statements
 	// prep, when set, has COMMIT AND CHAIN and xidSQL prepared: a trip with
 	// commit and begin then sends COMMIT AND CHAIN (one statement instead
 	// of two), and neither is parsed again.
@@ -355,10 +353,8 @@ type tripResult struct {
 	// success.
 	failed int
 	err    error
-	// xid, pid and start are the xid query's answers.
-	xid   uint64
-	pid   uint32
-	start time.Time
+	// xid is the xid query's answer.
+	xid uint64
 }
 
 // run sends the trip and reads its results. On a server error the rest of the
@@ -434,7 +430,7 @@ func (t *trip) runBatch(ctx context.Context, pc *pgconn.PgConn) (r tripResult) {
 		}
 		rr := mrr.ResultReader()
 		if stage == len(t.stmts) {
-			if err := r.readXIDFrom(rr, t.xid == xidFullSQL); err != nil {
+			if err := r.readXIDFrom(rr); err != nil {
 				return fail(stage, err)
 			}
 			continue
@@ -550,7 +546,7 @@ func (t *trip) runPipeline(ctx context.Context, pc *pgconn.PgConn) (r tripResult
 		prev = now
 	}
 	if t.xid != "" {
-		if err := r.readXID(p, t.xid == xidFullSQL); err != nil {
+		if err := r.readXID(p); err != nil {
 			return fail(n, err)
 		}
 	}
@@ -607,7 +603,7 @@ func readTag(p *pgconn.Pipeline) (pgconn.CommandTag, error) {
 	return rr.Close()
 }
 
-func (r *tripResult) readXID(p *pgconn.Pipeline, full bool) error {
+func (r *tripResult) readXID(p *pgconn.Pipeline) error {
 	res, err := p.GetResults()
 	if err != nil {
 		return err
@@ -616,17 +612,13 @@ func (r *tripResult) readXID(p *pgconn.Pipeline, full bool) error {
 	if !ok {
 		return fmt.Errorf("pipeline: expected the transaction id, got %T", res)
 	}
-	return r.readXIDFrom(rr, full)
+	return r.readXIDFrom(rr)
 }
 
-func (r *tripResult) readXIDFrom(rr *pgconn.ResultReader, full bool) error {
+func (r *tripResult) readXIDFrom(rr *pgconn.ResultReader) error {
 	var perr error
 	if rr.NextRow() {
-		v := rr.Values()
-		if full && len(v) == 3 {
-			r.pid, r.start, perr = parseBackend(v[1], v[2])
-		}
-		if len(v) > 0 && perr == nil {
+		if v := rr.Values(); len(v) > 0 {
 			r.xid, perr = strconv.ParseUint(string(v[0]), 10, 64)
 		}
 	}
@@ -654,8 +646,17 @@ func parseBackend(pid, start []byte) (uint32, time.Time, error) {
 }
 
 // backendIdentity returns the pid and start time of the connection's server
-// process.
+// process. They do not change while the connection lives: the server is
+// asked once per connection and the answer kept with it (pgconn's
+// CustomData), so that a transaction's id, asked before every COMMIT, comes
+// from SELECT pg_current_xact_id() alone. A query of pg_stat_activity, a view
+// of several joins, costs the server about 0.3 ms to plan and run: on a run
+// of one-statement sql steps it was a third of each step's time
+// (docs/performance.md).
 func backendIdentity(ctx context.Context, pc *pgconn.PgConn) (uint32, time.Time, error) {
+	if id, ok := pc.CustomData()[identityKey].(backendID); ok && id.pid == pc.PID() {
+		return id.pid, id.start, nil
+	}
 	res := pc.ExecParams(ctx, backendSQL, nil, nil, nil, nil).Read()
 	if res.Err != nil {
 		return 0, time.Time{}, res.Err
@@ -663,7 +664,20 @@ func backendIdentity(ctx context.Context, pc *pgconn.PgConn) (uint32, time.Time,
 	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
 		return 0, time.Time{}, errors.New("cannot read the backend's identity")
 	}
-	return parseBackend(res.Rows[0][0], res.Rows[0][1])
+	pid, start, err := parseBackend(res.Rows[0][0], res.Rows[0][1])
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	pc.CustomData()[identityKey] = backendID{pid: pid, start: start}
+	return pid, start, nil
+}
+
+// identityKey keeps a connection's backendID in its CustomData.
+const identityKey = "runbook.backend"
+
+type backendID struct {
+	pid   uint32
+	start time.Time
 }
 
 // execSimple runs sql alone through the simple query protocol, outside any

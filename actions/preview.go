@@ -17,5 +17,9 @@ func (a *Generate) Preview(ctx context.Context, rc *Context) ([]string, error) {
 		return nil, rc.Redact.Error(fmt.Errorf("plan: starting a read-only transaction: %w", err))
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-	return a.generate(ctx, rc)
+	list := []string{}
+	if _, err := a.generate(ctx, rc, func(s string) error { list = append(list, s); return nil }); err != nil {
+		return nil, err
+	}
+	return list, nil
 }

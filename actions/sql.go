@@ -73,8 +73,9 @@ func (a *SQL) script() string {
 //
 // With transaction: true (the default) the script costs two round trips
 // whatever its length: one pipeline of BEGIN, every statement and the query of
-// the transaction id and backend identity; then, after the journal's
-// BeforeCommit, COMMIT. With args or capture the last statement runs on its
+// the transaction id; then, after the journal's BeforeCommit, COMMIT. (The
+// backend's identity, recorded with the transaction id, is asked once per
+// connection: see backendIdentity.) With args or capture the last statement runs on its
 // own, described first so that parameters and values are typed (two more
 // round trips). With transaction: false each statement runs alone through the
 // simple query protocol, in autocommit, one round trip each, with no journal
@@ -148,7 +149,12 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 	for i, s := range r.stmts {
 		texts[i] = s.SQL
 	}
-	t := trip{begin: true, stmts: texts, xid: xidFullSQL, done: r.done}
+	pid, start, err := backendIdentity(ctx, r.pc)
+	if err != nil {
+		endTx(ctx, r.pc)
+		return r.rc.Redact.Error(withCtx(ctx, fmt.Errorf("reading the backend's identity: %w", err)))
+	}
+	t := trip{begin: true, stmts: texts, xid: xidSQL, done: r.done}
 	if r.last {
 		t.stmts, t.xid = texts[:n-1], ""
 	}
@@ -160,12 +166,12 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 		if err := r.runLast(ctx); err != nil {
 			return r.fail(ctx, n-1, err)
 		}
-		x := trip{xid: xidFullSQL}
+		x := trip{xid: xidSQL}
 		if res = x.run(ctx, r.pc); res.err != nil {
 			return r.fail(ctx, n, res.err)
 		}
 	}
-	tx := PendingTx{Conn: r.a.On.Name, XID: res.xid, BackendPID: res.pid, BackendStart: res.start, Done: n, Outputs: r.out}
+	tx := PendingTx{Conn: r.a.On.Name, XID: res.xid, BackendPID: pid, BackendStart: start, Done: n, Outputs: r.out}
 	if err := r.rc.Journal.BeforeCommit(ctx, tx); err != nil {
 		endTx(ctx, r.pc)
 		return err

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ steps:
 	args := []string{"rb.yaml", "--var", "url=" + url, "--state", "st.json", "--log-format", "json"}
 	cmd := exec.Command(bin, append([]string{"run"}, args...)...)
 	cmd.Dir = dir
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ steps:
 	}
 	cmd := exec.Command(bin, "run", "rb.yaml", "--state", "st.json", "--log-format", "json")
 	cmd.Dir = dir
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -135,7 +136,7 @@ steps:
 	}
 }
 
-func waitFor(t *testing.T, out *bytes.Buffer, s string) {
+func waitFor(t *testing.T, out *lockedBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), s) {
@@ -211,7 +212,7 @@ steps:
 		args := []string{"rb.yaml", "--state", "st.json", "--log-format", "json"}
 		cmd := exec.Command(bin, append([]string{"run"}, args...)...)
 		cmd.Dir = dir
-		var out bytes.Buffer
+		var out lockedBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
@@ -266,7 +267,7 @@ func TestConfirmOnTerminal(t *testing.T) {
 		cmd := exec.Command(scriptCmd, "-qfec", bin+" run rb.yaml --log audit.log", "/dev/null")
 		cmd.Dir = dir
 		stdin, _ := cmd.StdinPipe()
-		var out bytes.Buffer
+		var out lockedBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -290,4 +291,23 @@ func TestConfirmOnTerminal(t *testing.T) {
 			t.Errorf("the audit log does not record a terminal approval")
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a child's output copier and the
+// test reading it at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -243,22 +243,28 @@ func (j *journal) Resume() *actions.Progress {
 	}
 	p := *s.Progress
 	if s.Frozen != "" && p.Statements == nil {
-		if stmts, err := loadFrozen(s.Frozen); err == nil {
-			p.Statements = stmts
+		if list, err := openFrozen(s.Frozen, s.FrozenLen); err == nil {
+			p.Statements = list
 		}
 	}
 	return &p
 }
 
-func (j *journal) Freeze(statements []string) error {
-	name, err := j.r.st.saveFrozen(j.step, statements)
+func (j *journal) Freeze(write func(add func(string) error) error) (actions.Statements, error) {
+	list, err := j.r.st.freeze(j.step, write)
 	if err != nil {
-		return fmt.Errorf("freezing the generated statements: %w", err)
+		return nil, err
 	}
-	return j.r.st.update(j.step, true, func(s *StepState) {
-		s.Frozen = name
+	// The list is durable (fsynced, renamed, directory fsynced) before this
+	// record names it, and this record is durable before the first
+	// statement runs.
+	if err := j.r.st.update(j.step, true, func(s *StepState) {
+		s.Frozen, s.FrozenLen = list.path, list.n
 		s.Progress = &actions.Progress{Done: 0}
-	})
+	}); err != nil {
+		return nil, err
+	}
+	return list, nil
 }
 
 func (j *journal) BeforeCommit(ctx context.Context, tx actions.PendingTx) error {

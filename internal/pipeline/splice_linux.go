@@ -35,14 +35,21 @@ func splicePump(src, dst *os.File, n *atomic.Int64, s *pumpStopper) error {
 		}
 	}
 	moved := false
+	last := time.Now()
 	for {
 		k, err := unix.Splice(rfd, nil, wfd, nil, spliceChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		if k > 0 {
 			n.Add(int64(k))
 			moved = true
+			now := time.Now()
 			if pumpNap > 0 && int64(k) < pumpBatch {
-				napTime(pumpNap)
+				// k bytes gathered since the last splice: at that rate a
+				// batch takes batch/k times as long. Nap that long (at
+				// least pumpNap, at most pumpMaxNap).
+				nap := time.Duration(float64(now.Sub(last)) * float64(pumpBatch) / float64(k))
+				napTime(min(max(nap, pumpNap), pumpMaxNap))
 			}
+			last = now
 			continue
 		}
 		switch err {
@@ -58,8 +65,13 @@ func splicePump(src, dst *os.File, n *atomic.Int64, s *pumpStopper) error {
 			if stopped, err := waitFd(rfd, unix.POLLIN, wfd, kfd); stopped || err != nil {
 				return stoppedOr(err)
 			}
-			if stopped, err := waitFd(wfd, unix.POLLOUT, -1, kfd); stopped || err != nil {
-				return stoppedOr(err)
+			if !ready(wfd, unix.POLLOUT) {
+				if stopped, err := waitFd(wfd, unix.POLLOUT, -1, kfd); stopped || err != nil {
+					return stoppedOr(err)
+				}
+				// The consumer held the pump up: the producer's rate is
+				// measured from now on.
+				last = time.Now()
 			}
 		case unix.EINVAL, unix.ENOSYS:
 			if !moved {
@@ -80,8 +92,9 @@ func splicePump(src, dst *os.File, n *atomic.Int64, s *pumpStopper) error {
 // pipeline faster than a direct pipe; without it the pump wakes for every
 // write of the producer.
 var (
-	pumpNap   = 100 * time.Microsecond
-	pumpBatch = int64(256 << 10)
+	pumpNap    = 100 * time.Microsecond
+	pumpMaxNap = 10 * time.Millisecond
+	pumpBatch  = int64(256 << 10)
 )
 
 func napTime(d time.Duration) {
@@ -128,6 +141,13 @@ func waitFd(fd int, events int16, peer, kfd int) (stopped bool, err error) {
 			return false, nil
 		}
 	}
+}
+
+// ready reports whether fd has one of events now.
+func ready(fd int, events int16) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&events != 0
 }
 
 // rawFd returns f's descriptor without switching it to blocking mode (as
