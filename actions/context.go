@@ -98,6 +98,16 @@ type Progress struct {
 	Statements Statements `json:"-"`
 	// Done counts the statements known committed.
 	Done int `json:"done"`
+	// Durable counts the statements whose commit is known to be on the
+	// server's disk: a generate step commits its transactions but the last
+	// asynchronously (docs/state.md, "Exactly once"), and each synchronous
+	// commit makes every commit before it durable. Statements Durable+1 …
+	// Done did commit, but a crash of the server may still lose them.
+	Durable int `json:"durable"`
+	// Server is the start time of the server (pg_postmaster_start_time)
+	// that committed them: resume compares it with the server's, and a
+	// server that restarted since may have lost statements after Durable.
+	Server time.Time `json:"server_start,omitzero"`
 	// Outputs are the outputs recorded with the last commit, so that a step
 	// whose commit is settled as done after a crash still has them.
 	Outputs Outputs `json:"outputs,omitempty"`
@@ -112,6 +122,16 @@ type PendingTx struct {
 	// can end a transaction the dead client left open, and only that one.
 	BackendPID   uint32    `json:"backend_pid"`
 	BackendStart time.Time `json:"backend_start"`
+	// Server is the server's start time (pg_postmaster_start_time): a
+	// transaction id is only known to mean this transaction on the same
+	// run of the server (after a crash the server may hand out again the ids
+	// of transactions whose records it lost).
+	Server time.Time `json:"server_start,omitzero"`
+	// Async is set when the COMMIT is asynchronous (synchronous_commit off
+	// for this transaction): acknowledged before it is on the server's disk.
+	Async bool `json:"async,omitempty"`
+	// Durable is Progress.Durable as it stood when this transaction began.
+	Durable int `json:"durable"`
 	// Done is the step's statement count once this transaction commits.
 	Done int `json:"done"`
 	// Outputs are the step's outputs once this transaction commits.

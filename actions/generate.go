@@ -203,12 +203,32 @@ type genRun struct {
 	done   int // statements known committed
 
 	pc         *pgconn.PgConn
-	pid        uint32
-	start      time.Time
+	id         backendID
 	prep       *prepared
 	pend       PendingTx // recorded by BeforeCommit, COMMIT not yet sent
 	pendFrom   int       // the first statement of pend
 	hasPending bool
+
+	// Durability of the commits (docs/state.md, "Exactly once"): commits
+	// are asynchronous but every syncEvery, and the last; durable counts
+	// the statements whose commit is known flushed on the server, lastSync
+	// is when the last synchronous commit was acknowledged. syncOK is false
+	// when the session's own synchronous_commit is off: no commit of it is
+	// then known durable. canFlush tells whether the session may write the
+	// log record that makes a synchronous commit flush (xidFlushSQL);
+	// without it every commit is synchronous, as psql's.
+	durable  int
+	lastSync time.Time
+	syncOK   bool
+	canFlush bool
+	// unitFrom, unitTo and unitAsync describe the unit whose transaction id
+	// onLead records; onCommit and onLead are the trip's callbacks, bound
+	// once.
+	unitFrom, unitTo int
+	unitAsync        bool
+	onCommit         func() error
+	onLead           func(xid uint64) error
+	leadCtx          context.Context
 
 	// cells reads the frozen list; seg holds the segment being sent (cells
 	// first … first+len(seg)-1).
@@ -243,17 +263,45 @@ func (g *genRun) exec(ctx context.Context) error {
 		return err
 	}
 	g.pc = conn.PgConn()
-	if g.pid, g.start, err = backendIdentity(ctx, g.pc); err != nil {
+	if g.id, err = backendIdentity(ctx, g.pc); err != nil {
 		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("reading the backend's identity: %w", err)))
 	}
-	if g.prep, err = prepare(ctx, g.pc); err != nil {
+	var sc string
+	if err := conn.QueryRow(ctx, durabilitySQL).Scan(&sc, &g.canFlush); err != nil {
+		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("reading synchronous_commit: %w", err)))
+	}
+	g.syncOK, g.lastSync = sc != "off", time.Now()
+	// The executor refused to go on if the server restarted since and lost
+	// commits (docs/state.md); what was durable is durable.
+	if p := g.rc.Journal.Resume(); p != nil {
+		g.durable = min(p.Durable, g.done)
+	}
+	if g.prep, err = prepare(ctx, g.pc, g.canFlush); err != nil {
 		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("preparing: %w", err)))
 	}
 	defer func() { g.prep.release(ctx, g.pc) }()
 	g.cells.list = g.list
 	g.doneFn = g.pieceDone
+	g.onCommit = g.committed
+	g.onLead = g.beforeCommit
 	g.prog = progressLine{w: g.rc.Terminal, total: g.n}
 	defer g.prog.clear()
+	if err := g.loop(ctx); err != nil {
+		g.barrier(ctx)
+		return err
+	}
+	return nil
+}
+
+// durabilitySQL reads the session's synchronous_commit and whether it may run
+// flushSQL.
+const durabilitySQL = "SELECT current_setting('synchronous_commit'), has_function_privilege('pg_logical_emit_message(boolean,text,text)', 'EXECUTE')"
+
+// syncEvery is how often, at least, a generate step commits synchronously;
+// the commits between are asynchronous (docs/state.md, "Exactly once").
+const syncEvery = 100 * time.Millisecond
+
+func (g *genRun) loop(ctx context.Context) error {
 	n := g.n
 	size := g.a.Batch()
 	if size == 0 {
@@ -269,9 +317,6 @@ func (g *genRun) exec(ctx context.Context) error {
 			return err
 		}
 		if res.err == nil {
-			if err := g.beforeCommit(ctx, res.xid, i, end); err != nil {
-				return err
-			}
 			i = end
 			g.prog.update(i)
 			continue
@@ -281,9 +326,14 @@ func (g *genRun) exec(ctx context.Context) error {
 		isPg := errors.As(res.err, &pgErr)
 		switch {
 		case res.failed == atCommit:
+			// In doubt: the pending transaction stays recorded, for the
+			// server to settle.
 			logCommitError(g.rc.Log, res.err)
 			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pend.Done, res.err)))
-		case res.failed < 0 || res.failed >= len(g.pieces) || !isPg:
+		}
+		// The unit's transaction never got a COMMIT: it is rolled back.
+		g.hasPending = false
+		if res.failed < 0 || res.failed >= len(g.pieces) || !isPg {
 			return g.rc.Redact.Error(withCtx(ctx, g.pieceErr(res.failed, res.err)))
 		}
 		f := g.cellOf(res.failed)
@@ -323,13 +373,15 @@ func (g *genRun) exec(ctx context.Context) error {
 	return nil
 }
 
-// runUnit sends cells from … to-1 as one transaction, up to its transaction
-// id: in one round trip when they fit in a segment, else in one round trip
-// per segment inside the transaction. The first round trip commits the
-// pending transaction first (COMMIT AND CHAIN, which also begins this one),
-// and that commit is recorded as soon as its result arrives. It returns the
-// last round trip's result, or the failing one's (the segment is then the
-// one that failed). An error is one of the journal's.
+// runUnit sends cells from … to-1 as one transaction: in one round trip when
+// they fit in a segment, else in one round trip per segment inside the
+// transaction. The first round trip commits the pending transaction first
+// (COMMIT AND CHAIN, which also begins this one; the commit is recorded as
+// soon as its result arrives), then asks for the new transaction's id before
+// the statements, and records it (BeforeCommit, a flush of the journal)
+// while the server runs them. It returns the last round trip's result, or
+// the failing one's (the segment is then the one that failed). An error is
+// one of the journal's.
 func (g *genRun) runUnit(ctx context.Context, from, to int) (tripResult, error) {
 	commit := g.hasPending
 	for s := from; ; {
@@ -341,15 +393,27 @@ func (g *genRun) runUnit(ctx context.Context, from, to int) (tripResult, error) 
 			return tripResult{}, err
 		}
 		t := trip{commit: commit, begin: s == from, stmts: g.pieces, prep: g.prep, done: g.doneFn}
-		if e == to {
-			t.xid = xidSQL
+		if commit {
+			t.onCommit = g.onCommit
+		}
+		if s == from {
+			g.unitFrom, g.unitTo, g.leadCtx = from, to, ctx
+			// Asynchronous unless it is the last, or the last synchronous
+			// commit is syncEvery old; with the session's own
+			// synchronous_commit off every commit is.
+			g.unitAsync = !g.syncOK || (g.canFlush && to < g.n && time.Since(g.lastSync) < syncEvery)
+			t.lead, t.onLead = g.prep.xid, g.onLead
+			switch {
+			case g.unitAsync && g.syncOK:
+				t.lead = g.prep.async
+			case !g.unitAsync && g.canFlush:
+				t.lead = g.prep.flush
+			}
 		}
 		res := t.run(ctx, g.pc)
-		if res.committed {
-			if err := g.committed(); err != nil {
-				endTx(ctx, g.pc)
-				return res, err
-			}
+		if res.failed == atJournal {
+			endTx(ctx, g.pc)
+			return res, res.err
 		}
 		if res.err != nil || e == to {
 			return res, nil
@@ -363,14 +427,17 @@ func (g *genRun) runUnit(ctx context.Context, from, to int) (tripResult, error) 
 // it from the server).
 func (g *genRun) abort(ctx context.Context, err error) error {
 	endTx(ctx, g.pc)
+	g.hasPending = false
 	return err
 }
 
-func (g *genRun) beforeCommit(ctx context.Context, xid uint64, from, done int) error {
-	g.pendFrom = from
-	g.pend = PendingTx{Conn: g.target, XID: xid, BackendPID: g.pid, BackendStart: g.start, Done: done, Outputs: g.outputs(done)}
-	if err := g.rc.Journal.BeforeCommit(ctx, g.pend); err != nil {
-		endTx(ctx, g.pc)
+// beforeCommit records the transaction of the unit being sent (unitFrom …
+// unitTo-1), whose id xid has just arrived: durably, before its COMMIT.
+func (g *genRun) beforeCommit(xid uint64) error {
+	g.pendFrom = g.unitFrom
+	g.pend = g.id.pending(g.target, xid, g.unitTo, g.outputs(g.unitTo))
+	g.pend.Async, g.pend.Durable = g.unitAsync, g.durable
+	if err := g.rc.Journal.BeforeCommit(g.leadCtx, g.pend); err != nil {
 		return err
 	}
 	g.hasPending = true
@@ -380,7 +447,33 @@ func (g *genRun) beforeCommit(ctx context.Context, xid uint64, from, done int) e
 func (g *genRun) committed() error {
 	g.hasPending = false
 	g.done = g.pend.Done
+	if !g.pend.Async {
+		g.durable, g.lastSync = g.done, time.Now()
+	}
 	return g.rc.Journal.Committed(g.pend)
+}
+
+// barrier, after a failure, makes the asynchronous commits durable: a
+// transaction that writes to the server's log (flushSQL) commits
+// synchronously, which flushes the log up to it, every earlier commit with
+// it. Without it a crash of the
+// server could still lose statements the failed step reports committed
+// (resume would then refuse to go on by itself; docs/state.md).
+func (g *genRun) barrier(ctx context.Context) {
+	if g.durable >= g.done || !g.syncOK || !g.canFlush || g.hasPending || g.pc.IsClosed() || g.pc.TxStatus() != 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := execSimple(ctx, g.pc, "BEGIN; SELECT "+flushSQL+"; COMMIT"); err != nil {
+		g.rc.Log.Warn().Str("event", "generate.flush").Str("error", g.rc.Redact.String(err.Error())).
+			Msg("could not make the committed statements durable on the server")
+		return
+	}
+	tx := PendingTx{Conn: g.target, Server: g.id.server, Done: g.done, Outputs: g.outputs(g.done)}
+	if err := g.rc.Journal.Committed(tx); err == nil {
+		g.durable = g.done
+	}
 }
 
 // commitPrefix runs the cells from..to-1 again (their batch was rolled back)
@@ -396,10 +489,8 @@ func (g *genRun) commitPrefix(ctx context.Context, from, to int) error {
 	}
 	if res.err != nil {
 		endTx(ctx, g.pc)
+		g.hasPending = false
 		return g.rc.Redact.Error(withCtx(ctx, g.pieceErr(res.failed, res.err)))
-	}
-	if err := g.beforeCommit(ctx, res.xid, from, to); err != nil {
-		return err
 	}
 	c := trip{commit: true}
 	if res := c.run(ctx, g.pc); res.err != nil {
@@ -431,12 +522,14 @@ func (g *genRun) autocommit(ctx context.Context, f int, stmt string) error {
 	}
 	g.logStmt(f, rows, time.Since(start))
 	g.done = f + 1
-	if err := g.rc.Journal.Committed(PendingTx{Conn: g.target, Done: f + 1, Outputs: g.outputs(f + 1)}); err != nil {
+	// Not known durable: an autocommitted statement (VACUUM …) writes no
+	// commit record that flushes the ones before it.
+	if err := g.rc.Journal.Committed(PendingTx{Conn: g.target, Server: g.id.server, Async: true, Durable: g.durable, Done: f + 1, Outputs: g.outputs(f + 1)}); err != nil {
 		return err
 	}
 	// The statement may have been DISCARD ALL: prepare again.
 	g.prep.release(ctx, g.pc)
-	if g.prep, err = prepare(ctx, g.pc); err != nil {
+	if g.prep, err = prepare(ctx, g.pc, g.canFlush); err != nil {
 		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("preparing: %w", err)))
 	}
 	return nil
@@ -554,6 +647,8 @@ func (g *genRun) pieceErr(k int, err error) error {
 	switch {
 	case k == atBegin:
 		return fmt.Errorf("BEGIN: %w", err)
+	case k == atJournal:
+		return err
 	case k < 0 || k >= len(g.pieces):
 		return fmt.Errorf("reading the transaction id: %w", err)
 	case errors.As(err, &pgErr):

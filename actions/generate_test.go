@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/runbookhq/runbook/internal/pgtest"
 )
 
 // ownerSetup makes n tables owned by postgres and the roles app_<db> and
@@ -192,9 +195,12 @@ func TestGenerateFailure(t *testing.T) {
 		mode, extra, journal, rows string
 		reruns                     int
 	}{
-		{"each", "", "freeze(7) before(1) committed(1) before(2) committed(2) before(3) committed(3) before(4) committed(4)", "0,1,2,3", 0},
-		{"batch", "batch_size: 3", "freeze(7) before(3) committed(3) before(4) committed(4)", "0,1,2,3", 1},
-		{"all", "", "freeze(7)", "", 0},
+		// The failing transaction's id is recorded (before(5), before(6),
+		// before(7)) before its statements run: the journal's flush overlaps
+		// them.
+		{"each", "", "freeze(7) before(1) committed(1) before(2) committed(2) before(3) committed(3) before(4) committed(4) before(5)", "0,1,2,3", 0},
+		{"batch", "batch_size: 3", "freeze(7) before(3) committed(3) before(6) before(4) committed(4)", "0,1,2,3", 1},
+		{"all", "", "freeze(7) before(7)", "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.mode, func(t *testing.T) {
@@ -250,8 +256,10 @@ func TestGenerateOutsideTransaction(t *testing.T) {
       %s
 `
 	for _, c := range []struct{ mode, extra, journal string }{
-		{"each", "", "freeze(4) before(1) committed(1) committed(2) committed(3) before(4) committed(4)"},
-		{"batch", "batch_size: 3", "freeze(4) before(1) committed(1) committed(2) committed(3) before(4) committed(4)"},
+		// before(N) of a statement that then cannot run in a transaction
+		// block is its rolled-back transaction's.
+		{"each", "", "freeze(4) before(1) committed(1) before(2) committed(2) before(3) committed(3) before(4) committed(4)"},
+		{"batch", "batch_size: 3", "freeze(4) before(3) before(1) committed(1) committed(2) before(4) committed(3) before(4) committed(4)"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
 			db.exec(t, "TRUNCATE t; DROP INDEX IF EXISTS t_n")
@@ -369,7 +377,7 @@ func TestGenerateCancel(t *testing.T) {
 	if got := db.value(t, "SELECT count(*) FROM t"); got != "1" {
 		t.Errorf("%s rows: the first statement's commit travels with the second", got)
 	}
-	if got := f.journal.sequence(); got != "freeze(2) before(1) committed(1)" {
+	if got := f.journal.sequence(); got != "freeze(2) before(1) committed(1) before(2)" {
 		t.Errorf("journal = %s", got)
 	}
 }
@@ -588,11 +596,102 @@ func TestGenerateSegments(t *testing.T) {
 		if got := db.value(t, "SELECT string_agg(n::text, ',' ORDER BY n) FROM t WHERE n < 100"); got != "0,1,2,3,4,5,6,7" {
 			t.Errorf("committed rows %q", got)
 		}
-		if got, want := f.journal.sequence(), "freeze(12) before(5) committed(5) before(8) committed(8)"; got != want {
+		if got, want := f.journal.sequence(), "freeze(12) before(5) committed(5) before(10) before(8) committed(8)"; got != want {
 			t.Errorf("journal = %s\nwant      %s", got, want)
 		}
 		if evs := f.events("generate.statement"); len(evs) != 8+3 {
 			t.Errorf("%d generate.statement events", len(evs))
 		}
 	})
+}
+
+// TestGenerateDurability checks the commit protocol of docs/state.md
+// ("Exactly once") on a server with PostgreSQL's default durability, by what
+// the server did: pg_stat_wal counts its log flushes. Every transaction's
+// COMMIT is asynchronous but the last (and one every 100 ms), whose log record
+// (xidFlushSQL) makes it flush the ones before it; without the right to write
+// that record, every COMMIT is synchronous, as psql's; with the session's own
+// synchronous_commit off, none is known durable.
+func TestGenerateDurability(t *testing.T) {
+	srv := pgtest.NewCluster(t, pgtest.WithFsync())
+	const n = 300
+	cases := []struct {
+		name  string
+		setup string // run as the superuser; the step connects as plain
+		query string // added to the connection URL
+		// The journal's records: how many commits were asynchronous, and
+		// whether the step ends with everything durable.
+		async   func(int) bool
+		durable bool
+		// The server's log flushes during the step: fewer than max, at least min.
+		minFlushes, maxFlushes int64
+	}{
+		{"default", "", "", func(a int) bool { return a >= n/2 && a < n }, true, 1, n / 4},
+		{"without pg_logical_emit_message", "REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) FROM PUBLIC", "",
+			func(a int) bool { return a == 0 }, true, n, 10 * n},
+		{"synchronous_commit off", "", "&synchronous_commit=off", func(a int) bool { return a == n }, false, 0, n / 4},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			url := srv.NewDatabase(t)
+			u, _ := neturl.Parse(url)
+			db := testDB{srv: srv, name: strings.TrimPrefix(u.Path, "/"), url: url}
+			db.exec(t, "CREATE TABLE t (n int); DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plain') THEN CREATE ROLE plain LOGIN; END IF; END$$; GRANT ALL ON t TO plain")
+			db.exec(t, "GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO PUBLIC")
+			if c.setup != "" {
+				db.exec(t, c.setup)
+				t.Cleanup(func() { db.exec(t, "GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO PUBLIC") })
+			}
+			u.User = neturl.User("plain")
+			plainURL := u.String() + c.query
+			f := newFixture(t, map[string]string{"db": plainURL}, fmt.Sprintf(`
+  - id: g
+    generate:
+      on: db
+      query: SELECT format('INSERT INTO t VALUES (%%s)', i) FROM generate_series(1, %d) i
+`, n), fixtureOpts{})
+			// A backend reports its statistics lazily (at most once a
+			// second) but always when it exits: the step's session ends
+			// before the count is read, and the counts are read after a
+			// new session is idle.
+			flushes := func() int64 {
+				for i := 0; i < 100; i++ {
+					if db.value(t, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'plain'") == "0" {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				v, err := strconv.ParseInt(db.value(t, "SELECT wal_sync FROM pg_stat_wal"), 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			before := flushes()
+			f.mustRun("g")
+			f.conns.conn("db").Close(context.Background())
+			got := flushes() - before
+			if v := db.value(t, "SELECT count(*) FROM t"); v != strconv.Itoa(n) {
+				t.Fatalf("%s rows", v)
+			}
+			async := 0
+			var last PendingTx
+			for _, call := range f.journal.of("before") {
+				if call.Tx.Async {
+					async++
+				}
+				last = call.Tx
+			}
+			t.Logf("%d statements: %d asynchronous commits, %d log flushes by the server", n, async, got)
+			if !c.async(async) {
+				t.Errorf("%d asynchronous commits of %d", async, n)
+			}
+			if last.Async == c.durable {
+				t.Errorf("the last commit asynchronous: %v, want %v", last.Async, !c.durable)
+			}
+			if got < c.minFlushes || got >= c.maxFlushes {
+				t.Errorf("the server flushed its log %d times, want %d to %d", got, c.minFlushes, c.maxFlushes-1)
+			}
+		})
+	}
 }

@@ -280,13 +280,31 @@ const (
 	xidSQL = "SELECT pg_current_xact_id()"
 	// backendSQL is the backend's identity: pid and start time (UTC,
 	// microseconds, independent of DateStyle and TimeZone).
-	backendSQL = `SELECT pg_backend_pid(), (SELECT to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM pg_stat_activity WHERE pid = pg_backend_pid())`
+	// xidAsyncSQL does the same and makes the transaction's COMMIT
+	// asynchronous (synchronous_commit off for this transaction only).
+	xidAsyncSQL = "SELECT pg_current_xact_id(), set_config('synchronous_commit', 'off', true)"
+	// xidFlushSQL does the same and makes sure the transaction writes to the
+	// server's log (WAL): a synchronous COMMIT flushes the log only when the
+	// transaction wrote to it, and a transaction whose statements changed
+	// nothing (an ALTER … OWNER TO its owner, a SELECT) would otherwise leave
+	// the asynchronous commits before it unflushed. A transactional logical
+	// message is the least a transaction can write; it needs no privilege
+	// beyond EXECUTE (granted to PUBLIC) and is ignored by everything but
+	// logical decoding.
+	xidFlushSQL = "SELECT pg_current_xact_id(), " + flushSQL
+	flushSQL    = "pg_logical_emit_message(true, 'runbook', 'flush')"
+	// backendSQL is the backend's identity: pid and start time, and the
+	// server's start time (UTC, microseconds, independent of DateStyle and
+	// TimeZone).
+	backendSQL = `SELECT pg_backend_pid(), (SELECT to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM pg_stat_activity WHERE pid = pg_backend_pid()), to_char(pg_postmaster_start_time() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
 )
 
 // Stages of a round trip at which it can fail, besides a statement's index.
 const (
-	atCommit = -2
-	atBegin  = -1
+	atJournal = -4 // onCommit or onLead failed: the journal's error
+	atLead    = -3
+	atCommit  = -2
+	atBegin   = -1
 )
 
 // chunk bounds how many statements are written before their results are read,
@@ -307,20 +325,30 @@ type trip struct {
 	// done is called as each statement's result arrives, with its command
 	// tag and duration.
 	done func(k int, tag pgconn.CommandTag, d time.Duration)
+	// lead, when set, is a transaction id query (prep.xid or prep.async)
+	// sent after BEGIN, before the statements, with a Flush: its answer
+	// arrives while the server runs the statements, and onLead records it
+	// meanwhile (the journal's flush overlaps the statements' work). The trip
+	// then needs no xid.
+	lead   *pgconn.StatementDescription
+	onLead func(xid uint64) error
+	// onCommit is called as soon as the leading COMMIT succeeded, before
+	// onLead.
+	onCommit func() error
 }
 
 // prepared are the statements a generate step runs around every
 // transaction, prepared once per attempt (see trip.prep).
 type prepared struct {
-	chain, xid *pgconn.StatementDescription
+	chain, xid, async, flush *pgconn.StatementDescription
 }
 
 var prepSeq atomic.Uint64
 
-// prepare prepares COMMIT AND CHAIN and the xid query on pc, under names of
-// their own (so that a statement left by an earlier attempt on the same
-// session cannot clash).
-func prepare(ctx context.Context, pc *pgconn.PgConn) (*prepared, error) {
+// prepare prepares COMMIT AND CHAIN and the xid queries on pc (xidFlushSQL
+// only with flush), under names of their own (so that a statement left by an
+// earlier attempt on the same session cannot clash).
+func prepare(ctx context.Context, pc *pgconn.PgConn, flush bool) (*prepared, error) {
 	n := prepSeq.Add(1)
 	p := &prepared{}
 	var err error
@@ -330,6 +358,17 @@ func prepare(ctx context.Context, pc *pgconn.PgConn) (*prepared, error) {
 	if p.xid, err = pc.Prepare(ctx, fmt.Sprintf("runbook_xid_%d", n), xidSQL, nil); err != nil {
 		pc.Deallocate(ctx, p.chain.Name)
 		return nil, err
+	}
+	if p.async, err = pc.Prepare(ctx, fmt.Sprintf("runbook_xid_async_%d", n), xidAsyncSQL, nil); err != nil {
+		pc.Deallocate(ctx, p.chain.Name)
+		pc.Deallocate(ctx, p.xid.Name)
+		return nil, err
+	}
+	if flush {
+		if p.flush, err = pc.Prepare(ctx, fmt.Sprintf("runbook_xid_flush_%d", n), xidFlushSQL, nil); err != nil {
+			p.release(ctx, pc)
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -341,8 +380,11 @@ func (p *prepared) release(ctx context.Context, pc *pgconn.PgConn) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	pc.Deallocate(ctx, p.chain.Name)
-	pc.Deallocate(ctx, p.xid.Name)
+	for _, d := range []*pgconn.StatementDescription{p.chain, p.xid, p.async, p.flush} {
+		if d != nil {
+			pc.Deallocate(ctx, d.Name)
+		}
+	}
 }
 
 // tripResult is what a round trip did.
@@ -362,7 +404,7 @@ type tripResult struct {
 // transaction, if one was begun, failed). Any other error means the
 // connection is broken.
 func (t *trip) run(ctx context.Context, pc *pgconn.PgConn) tripResult {
-	if len(t.stmts) <= 1 {
+	if len(t.stmts) <= 1 && t.lead == nil && t.onCommit == nil {
 		return t.runBatch(ctx, pc)
 	}
 	return t.runPipeline(ctx, pc)
@@ -493,7 +535,10 @@ func (t *trip) runPipeline(ctx context.Context, pc *pgconn.PgConn) (r tripResult
 	if t.begin && !chain {
 		p.SendQueryParams("BEGIN", nil, nil, nil, nil)
 	}
-	if t.begin && multi {
+	if t.lead != nil {
+		p.SendQueryStatement(t.lead, nil, nil, nil)
+	}
+	if (t.begin && multi) || t.lead != nil {
 		p.SendFlushRequest()
 	}
 	fail := func(at int, err error) tripResult {
@@ -514,6 +559,11 @@ func (t *trip) runPipeline(ctx context.Context, pc *pgconn.PgConn) (r tripResult
 			return fail(atCommit, err)
 		}
 		r.committed = true
+		if t.onCommit != nil {
+			if err := t.onCommit(); err != nil {
+				return fail(atJournal, err)
+			}
+		}
 	}
 	if t.begin && !chain {
 		if _, err := readTag(p); err != nil {
@@ -526,7 +576,17 @@ func (t *trip) runPipeline(ctx context.Context, pc *pgconn.PgConn) (r tripResult
 			return fail(atBegin, err)
 		}
 	}
-	if t.begin && multi {
+	if t.lead != nil {
+		if err := r.readXID(p); err != nil {
+			return fail(atLead, err)
+		}
+		prev = time.Now()
+		if t.onLead != nil {
+			if err := t.onLead(r.xid); err != nil {
+				return fail(atJournal, err)
+			}
+		}
+	} else if t.begin && multi {
 		prev = time.Now()
 	}
 	for k := 0; k < n; k++ {
@@ -631,53 +691,67 @@ func (r *tripResult) readXIDFrom(rr *pgconn.ResultReader) error {
 	return perr
 }
 
-func parseBackend(pid, start []byte) (uint32, time.Time, error) {
-	p, err := strconv.ParseUint(string(pid), 10, 32)
+func parseTime(what string, b []byte) (time.Time, error) {
+	if b == nil {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b))
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("backend pid %q: %v", pid, err)
+		return time.Time{}, fmt.Errorf("%s %q: %v", what, b, err)
 	}
-	var t time.Time
-	if start != nil {
-		if t, err = time.Parse(time.RFC3339Nano, string(start)); err != nil {
-			return 0, time.Time{}, fmt.Errorf("backend start %q: %v", start, err)
-		}
-	}
-	return uint32(p), t, nil
+	return t, nil
 }
 
 // backendIdentity returns the pid and start time of the connection's server
-// process. They do not change while the connection lives: the server is
-// asked once per connection and the answer kept with it (pgconn's
-// CustomData), so that a transaction's id, asked before every COMMIT, comes
-// from SELECT pg_current_xact_id() alone. A query of pg_stat_activity, a view
-// of several joins, costs the server about 0.3 ms to plan and run: on a run
-// of one-statement sql steps it was a third of each step's time
-// (docs/performance.md).
-func backendIdentity(ctx context.Context, pc *pgconn.PgConn) (uint32, time.Time, error) {
+// process, and the server's start time. They do not change while the
+// connection lives: the server is asked once per connection and the answer
+// kept with it (pgconn's CustomData), so that a transaction's id, asked
+// before every COMMIT, comes from SELECT pg_current_xact_id() alone. A query
+// of pg_stat_activity, a view of several joins, costs the server about 0.3 ms
+// to plan and run: on a run of one-statement sql steps it was a third of each
+// step's time (docs/performance.md).
+func backendIdentity(ctx context.Context, pc *pgconn.PgConn) (backendID, error) {
 	if id, ok := pc.CustomData()[identityKey].(backendID); ok && id.pid == pc.PID() {
-		return id.pid, id.start, nil
+		return id, nil
 	}
 	res := pc.ExecParams(ctx, backendSQL, nil, nil, nil, nil).Read()
 	if res.Err != nil {
-		return 0, time.Time{}, res.Err
+		return backendID{}, res.Err
 	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 {
-		return 0, time.Time{}, errors.New("cannot read the backend's identity")
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 3 {
+		return backendID{}, errors.New("cannot read the backend's identity")
 	}
-	pid, start, err := parseBackend(res.Rows[0][0], res.Rows[0][1])
+	row := res.Rows[0]
+	pid, err := strconv.ParseUint(string(row[0]), 10, 32)
 	if err != nil {
-		return 0, time.Time{}, err
+		return backendID{}, fmt.Errorf("backend pid %q: %v", row[0], err)
 	}
-	pc.CustomData()[identityKey] = backendID{pid: pid, start: start}
-	return pid, start, nil
+	id := backendID{pid: uint32(pid)}
+	if id.start, err = parseTime("backend start", row[1]); err != nil {
+		return backendID{}, err
+	}
+	if id.server, err = parseTime("server start", row[2]); err != nil {
+		return backendID{}, err
+	}
+	pc.CustomData()[identityKey] = id
+	return id, nil
 }
 
 // identityKey keeps a connection's backendID in its CustomData.
 const identityKey = "runbook.backend"
 
+// backendID identifies a connection's server process and the run of the
+// server it belongs to.
 type backendID struct {
-	pid   uint32
-	start time.Time
+	pid    uint32
+	start  time.Time // the backend's start
+	server time.Time // the server's start (pg_postmaster_start_time)
+}
+
+// pending returns the record of a transaction of this backend about to
+// commit.
+func (id backendID) pending(conn string, xid uint64, done int, out Outputs) PendingTx {
+	return PendingTx{Conn: conn, XID: xid, BackendPID: id.pid, BackendStart: id.start, Server: id.server, Done: done, Outputs: out}
 }
 
 // execSimple runs sql alone through the simple query protocol, outside any

@@ -149,7 +149,7 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 	for i, s := range r.stmts {
 		texts[i] = s.SQL
 	}
-	pid, start, err := backendIdentity(ctx, r.pc)
+	id, err := backendIdentity(ctx, r.pc)
 	if err != nil {
 		endTx(ctx, r.pc)
 		return r.rc.Redact.Error(withCtx(ctx, fmt.Errorf("reading the backend's identity: %w", err)))
@@ -171,7 +171,7 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 			return r.fail(ctx, n, res.err)
 		}
 	}
-	tx := PendingTx{Conn: r.a.On.Name, XID: res.xid, BackendPID: pid, BackendStart: start, Done: n, Outputs: r.out}
+	tx := id.pending(r.a.On.Name, res.xid, n, r.out)
 	if err := r.rc.Journal.BeforeCommit(ctx, tx); err != nil {
 		endTx(ctx, r.pc)
 		return err

@@ -134,6 +134,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		return nil, err
 	}
+	if o.Resume {
+		// The run's selection holds for its resumes: a step --from or --only
+		// left out is not run by resume either.
+		o.From, o.Only = st.From, st.Only
+	}
 	r := &runner{o: o, rb: rb, st: st, red: red, env: env, audit: audit}
 	if !strings.HasPrefix(rb.File, "builtin:") {
 		r.dir = filepath.Dir(rb.File)
@@ -202,6 +207,7 @@ func prepareState(path string, lock *os.File, rb *schema.Runbook, o Options) (*S
 		os.Rename(path+".journal", archive+".journal")
 	}
 	st := newState(path, newRunID(), o.Operator, rb, o.Values)
+	st.From, st.Only = o.From, o.Only
 	st.lock = lock
 	// The runbook as it ran, so that a refused resume can show what changed.
 	if err := writeAtomic(path+".runbook.yaml", rb.Source); err != nil {

@@ -42,16 +42,20 @@ const (
 // was done on its strength. Secrets are never written: secret params appear
 // only as "supplied".
 type State struct {
-	Format   int                `json:"format"`
-	RunID    string             `json:"run_id"`
-	Runbook  StateRunbook       `json:"runbook"`
-	Params   map[string]string  `json:"params"`
-	Secrets  []string           `json:"secret_params,omitempty"` // names only: supplied again on resume
-	Operator string             `json:"operator"`
-	Started  time.Time          `json:"started_at"`
-	Ended    *time.Time         `json:"ended_at,omitempty"`
-	Outcome  string             `json:"outcome,omitempty"` // succeeded | failed | interrupted | approval-required
-	Servers  map[string]Server  `json:"servers,omitempty"`
+	Format   int               `json:"format"`
+	RunID    string            `json:"run_id"`
+	Runbook  StateRunbook      `json:"runbook"`
+	Params   map[string]string `json:"params"`
+	Secrets  []string          `json:"secret_params,omitempty"` // names only: supplied again on resume
+	Operator string            `json:"operator"`
+	Started  time.Time         `json:"started_at"`
+	Ended    *time.Time        `json:"ended_at,omitempty"`
+	Outcome  string            `json:"outcome,omitempty"` // succeeded | failed | interrupted | approval-required
+	Servers  map[string]Server `json:"servers,omitempty"`
+	// From and Only are the run's step selection (run --from, --only):
+	// resume keeps to it.
+	From     string             `json:"from,omitempty"`
+	Only     []string           `json:"only,omitempty"`
 	Steps    []*StepState       `json:"steps"`
 	Approved map[string]Approve `json:"approvals,omitempty"`
 

@@ -22,7 +22,10 @@ type Status struct {
 	Outcome  string            `json:"outcome"`
 	Running  bool              `json:"locked"` // a process holds the state's lock now
 	Params   map[string]string `json:"params"`
-	Steps    []*StepState      `json:"steps"`
+	// From and Only are the run's step selection (run --from, --only).
+	From  string       `json:"from,omitempty"`
+	Only  []string     `json:"only,omitempty"`
+	Steps []*StepState `json:"steps"`
 }
 
 // ReadStatus reads a state file.
@@ -35,7 +38,7 @@ func ReadStatus(path string) (*Status, error) {
 		return nil, exitcode.With(exitcode.Invalid, fmt.Errorf("no state at %s", path))
 	}
 	s := &Status{State: path, RunID: st.RunID, Runbook: st.Runbook, Operator: st.Operator, Started: st.Started,
-		Ended: st.Ended, Outcome: st.Outcome, Params: st.Params, Steps: st.Steps}
+		Ended: st.Ended, Outcome: st.Outcome, Params: st.Params, From: st.From, Only: st.Only, Steps: st.Steps}
 	if s.Outcome == "" {
 		s.Outcome = "unfinished"
 	}
@@ -60,7 +63,14 @@ func (s *Status) WriteText(w io.Writer) {
 	if s.Running {
 		outcome += " (a runbook process is running it now)"
 	}
-	fmt.Fprintf(w, "  outcome   %s\n\n", outcome)
+	fmt.Fprintf(w, "  outcome   %s\n", outcome)
+	if s.From != "" {
+		fmt.Fprintf(w, "  from      %s (run --from: the steps before it are not run)\n", s.From)
+	}
+	if len(s.Only) > 0 {
+		fmt.Fprintf(w, "  only      %s (run --only)\n", strings.Join(s.Only, ", "))
+	}
+	fmt.Fprintln(w)
 	width := 0
 	for _, st := range s.Steps {
 		width = max(width, len(st.ID))
@@ -75,6 +85,9 @@ func (s *Status) WriteText(w io.Writer) {
 		}
 		if st.Progress != nil && st.Frozen != "" {
 			line += fmt.Sprintf("  %d statements done", st.Progress.Done)
+			if p := st.Progress; p.Durable < p.Done && st.Status != Succeeded {
+				line += fmt.Sprintf(" (%d known durable)", p.Durable)
+			}
 		}
 		if st.Error != "" {
 			line += "\n        " + strings.ReplaceAll(st.Error, "\n", "\n        ")

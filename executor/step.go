@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/exitcode"
@@ -279,9 +280,19 @@ func (j *journal) Committed(tx actions.PendingTx) error {
 	// transaction with pg_xact_status and reaches the same state.
 	return j.r.st.update(j.step, false, func(s *StepState) {
 		s.Pending = nil
-		p := actions.Progress{Done: tx.Done, Outputs: tx.Outputs}
-		s.Progress = &p
+		s.Progress = committedProgress(tx)
 	})
+}
+
+// committedProgress is a step's progress once tx committed: a synchronous
+// commit makes every statement up to it durable, an asynchronous one leaves
+// that as it was.
+func committedProgress(tx actions.PendingTx) *actions.Progress {
+	p := &actions.Progress{Done: tx.Done, Durable: tx.Done, Server: tx.Server, Outputs: tx.Outputs}
+	if tx.Async {
+		p.Durable = min(tx.Durable, tx.Done)
+	}
+	return p
 }
 
 // settle resolves steps a dead process left running (SPEC §5), before any
@@ -289,14 +300,14 @@ func (j *journal) Committed(tx actions.PendingTx) error {
 // non-transactional step re-runs only when idempotent or named by --rerun.
 func (r *runner) settle(ctx context.Context) error {
 	for _, s := range r.st.Steps {
-		if s.Status != Running && s.Pending == nil {
+		if s.Status != Running && s.Pending == nil && !atRisk(s) {
 			continue
 		}
 		step := r.rb.Step(s.ID)
 		if step == nil {
 			return exitcode.With(exitcode.Refused, fmt.Errorf("step %s was running when the run stopped but is no longer in the runbook", s.ID))
 		}
-		if s.Pending != nil {
+		if s.Pending != nil || atRisk(s) {
 			if _, err := r.settlePending(ctx, step); err != nil {
 				return err
 			}
@@ -317,7 +328,13 @@ func (r *runner) settle(ctx context.Context) error {
 // then succeeded (done reports it), a generate step continues after it.
 func (r *runner) settlePending(ctx context.Context, step *schema.Step) (done bool, err error) {
 	s := r.st.step(step.ID)
-	if s == nil || s.Pending == nil {
+	if s == nil || (s.Pending == nil && !atRisk(s)) {
+		return false, nil
+	}
+	if settled, err := r.lostCommits(ctx, step, s); err != nil || settled {
+		return false, err
+	}
+	if s.Pending == nil {
 		return false, nil
 	}
 	pending := *s.Pending
@@ -336,7 +353,7 @@ func (r *runner) settlePending(ctx context.Context, step *schema.Step) (done boo
 	}
 	if err := r.st.update(step.ID, true, func(x *StepState) {
 		x.Pending = nil
-		x.Progress = &actions.Progress{Done: pending.Done, Outputs: pending.Outputs}
+		x.Progress = committedProgress(pending)
 	}); err != nil {
 		return false, err
 	}
@@ -348,6 +365,93 @@ func (r *runner) settlePending(ctx context.Context, step *schema.Step) (done boo
 	r.log.Info().Str("event", "step.settled").Str("step", step.ID).Uint64("xid", pending.XID).Str("outcome", "committed").
 		Int("done", pending.Done).Msgf("the step's last transaction committed: it continues after statement %d", pending.Done)
 	return false, nil
+}
+
+// atRisk reports whether a step that did not succeed has statements that
+// committed asynchronously and are not yet known durable on the server.
+func atRisk(s *StepState) bool {
+	return s.Status != Succeeded && s.Progress != nil && s.Progress.Done > s.Progress.Durable && !s.Progress.Server.IsZero()
+}
+
+// lostCommits checks that the server did not restart since the step's
+// commits were recorded (docs/state.md, "When the server restarts"). A
+// crash of the server loses the commits not yet flushed to its disk, and
+// the server may then hand their transaction ids out again, so that
+// pg_xact_status no longer answers for them. When it restarted and the step
+// has statements that committed but are not known durable — or its pending
+// transaction reports committed — resume refuses (exit 4), unless the
+// operator named the step with --rerun: the step then runs again from its
+// last durable statement. It reports whether it settled the step's record
+// (the pending transaction, if any, is then resolved).
+func (r *runner) lostCommits(ctx context.Context, step *schema.Step, s *StepState) (settled bool, err error) {
+	var recorded time.Time
+	conn, durable, done := "", 0, 0
+	if p := s.Progress; p != nil {
+		recorded, durable, done = p.Server, p.Durable, p.Done
+		if g, ok := step.Action.(*actions.Generate); ok {
+			conn = g.Target()
+		}
+	}
+	if p := s.Pending; p != nil {
+		recorded, durable, conn = p.Server, p.Durable, p.Conn
+	}
+	if recorded.IsZero() || conn == "" {
+		return false, nil // recorded before runbook kept the server's start time
+	}
+	c, err := r.conns.Conn(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+	var now time.Time
+	if err := c.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&now); err != nil {
+		return false, fmt.Errorf("step %s: reading the server's start time: %w", step.ID, r.red.Error(err))
+	}
+	if now.Equal(recorded) {
+		return false, nil
+	}
+	last := done
+	if p := s.Pending; p != nil {
+		var status *string
+		err := c.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, fmt.Sprint(p.XID)).Scan(&status)
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "22023":
+			// "transaction ID … is in the future": the restarted server
+			// never saw it; it did not commit.
+		case err != nil:
+			return false, fmt.Errorf("step %s: settling transaction %d: %w", step.ID, p.XID, r.red.Error(err))
+		case status != nil && *status == "committed":
+			last = max(last, p.Done)
+		}
+	}
+	if last <= durable {
+		if s.Pending == nil {
+			return false, nil
+		}
+		// The pending transaction did not commit before the restart (had
+		// it, its id could not have been given away): it runs again.
+		r.log.Info().Str("event", "step.settled").Str("step", step.ID).Uint64("xid", s.Pending.XID).Str("outcome", "aborted").
+			Msg("the server restarted; the step's last transaction did not commit: it runs again")
+		return true, r.st.update(step.ID, true, func(x *StepState) { x.Pending = nil })
+	}
+	what := fmt.Sprintf("statements %d to %d of step %s took effect", durable+1, last, step.ID)
+	if step.Kind == "sql" {
+		what = fmt.Sprintf("step %s's transaction committed", step.ID)
+	}
+	if !contains(r.o.Rerun, step.ID) {
+		return false, exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server restarted since runbook recorded the step's commits (it was started at %s, now at %s). "+
+			"A crash loses the commits not yet on the server's disk, and the server may then give their transaction ids to other transactions, so runbook cannot tell whether %s.\n"+
+			"Check them, then resume with --rerun %s to run them again (statements up to %d are known durable)",
+			step.ID, recorded.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), what, step.ID, durable))
+	}
+	r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Int("durable", durable).Int("done", last).Str("outcome", "rerun").
+		Msgf("the server restarted: running the step again after statement %d, as --rerun asks", durable)
+	return true, r.st.update(step.ID, true, func(x *StepState) {
+		x.Pending = nil
+		if x.Progress != nil {
+			x.Progress = &actions.Progress{Done: durable, Durable: durable, Server: now, Outputs: x.Progress.Outputs}
+		}
+	})
 }
 
 // untracked reports whether a step has effects that no journaled transaction

@@ -6,8 +6,10 @@
 // own costs above it.
 //
 //	floor each URL ROLE    generate each: the P1 catalog query, then for every
-//	                       statement one round trip COMMIT AND CHAIN · statement ·
-//	                       SELECT pg_current_xact_id(), then the record, fdatasync'd
+//	                       statement one round trip COMMIT AND CHAIN ·
+//	                       SELECT pg_current_xact_id() (its commit asynchronous
+//	                       but every 100 ms and the last) · Flush · statement,
+//	                       the record fdatasync'd while the statement runs
 //	floor sql URL FILE     one statement per line, each its own transaction:
 //	                       BEGIN · statement · SELECT pg_current_xact_id(), the
 //	                       record, fdatasync'd, then COMMIT
@@ -23,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -88,21 +91,51 @@ func run(mode, url, arg string) error {
 		if err != nil {
 			return err
 		}
+		async, err := pc.Prepare(ctx, "floor_xid_async", "SELECT pg_current_xact_id(), set_config('synchronous_commit', 'off', true)", nil)
+		if err != nil {
+			return err
+		}
 		if err := pc.Exec(ctx, "BEGIN").Close(); err != nil {
 			return err
 		}
+		lastSync := time.Now()
 		for i, s := range stmts {
-			var b pgconn.Batch
+			p := pc.StartPipeline(ctx)
 			if i > 0 {
-				b.ExecStatement(chain, nil, nil, nil)
+				p.SendQueryStatement(chain, nil, nil, nil)
 			}
-			b.ExecParams(s, nil, nil, nil, nil)
-			b.ExecStatement(xid, nil, nil, nil)
-			res, err := pc.ExecBatch(ctx, &b).ReadAll()
+			lead := async
+			if i == len(stmts)-1 || time.Since(lastSync) >= 100*time.Millisecond {
+				lead, lastSync = xid, time.Now()
+			}
+			p.SendQueryStatement(lead, nil, nil, nil)
+			p.SendFlushRequest()
+			p.SendQueryParams(s, nil, nil, nil, nil)
+			if err := p.Sync(); err != nil {
+				return err
+			}
+			if i > 0 {
+				if err := closeResult(p); err != nil {
+					return err
+				}
+			}
+			x, err := readValue(p)
 			if err != nil {
 				return err
 			}
-			if err := j.record(i+1, xidOf(res)); err != nil {
+			// The record is flushed while the server runs the statement.
+			if err := j.record(i+1, x); err != nil {
+				return err
+			}
+			if err := closeResult(p); err != nil {
+				return err
+			}
+			if r, err := p.GetResults(); err != nil {
+				return err
+			} else if _, ok := r.(*pgconn.PipelineSync); !ok {
+				return fmt.Errorf("expected the end of the round trip, got %T", r)
+			}
+			if err := p.Close(); err != nil {
 				return err
 			}
 		}
@@ -138,6 +171,36 @@ func run(mode, url, arg string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown mode %q", mode)
+}
+
+func closeResult(p *pgconn.Pipeline) error {
+	r, err := p.GetResults()
+	if err != nil {
+		return err
+	}
+	rr, ok := r.(*pgconn.ResultReader)
+	if !ok {
+		return fmt.Errorf("expected a result, got %T", r)
+	}
+	_, err = rr.Close()
+	return err
+}
+
+func readValue(p *pgconn.Pipeline) (string, error) {
+	r, err := p.GetResults()
+	if err != nil {
+		return "", err
+	}
+	rr, ok := r.(*pgconn.ResultReader)
+	if !ok {
+		return "", fmt.Errorf("expected a result, got %T", r)
+	}
+	v := "?"
+	for rr.NextRow() {
+		v = string(rr.Values()[0])
+	}
+	_, err = rr.Close()
+	return v, err
 }
 
 func xidOf(res []*pgconn.Result) string {

@@ -448,3 +448,21 @@ func probeExternal(raw string) (*Server, string, error) {
 	s.BinDir = binDirForMajor(version / 10000)
 	return s, preload, nil
 }
+
+// Restart stops the cluster in pg_ctl's shutdown mode — "immediate" is a
+// crash (the next start recovers from the WAL, losing what was not flushed),
+// "fast" a clean shutdown — and starts it again with the same options, on the
+// same port. Sessions open before it are broken. An external server
+// (RUNBOOK_TEST_DATABASE_URL) cannot be restarted: the test fails.
+func (s *Server) Restart(t testing.TB, mode string) {
+	t.Helper()
+	if s.cluster == nil {
+		t.Fatal("pgtest: Restart needs a cluster started by the test, not RUNBOOK_TEST_DATABASE_URL's server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := s.cluster.commandContext(ctx, "pg_ctl", "-D", s.DataDir, "-l", s.LogFile, "-w", "-t", "90", "-m", mode, "restart").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgtest: pg_ctl restart -m %s: %v\n%s%s", mode, err, tail(out, 1000), s.cluster.logTail())
+	}
+}

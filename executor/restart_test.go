@@ -1,0 +1,149 @@
+package executor_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/runbookhq/runbook/executor"
+	"github.com/runbookhq/runbook/internal/pgtest"
+)
+
+// TestServerRestart covers the server's side of exactly-once (docs/state.md,
+// "When the server restarts"): a generate step's commits are asynchronous but
+// the last, so a crash of the server can lose statements the step reported
+// committed, and a restarted server may give their transaction ids to other
+// transactions. The real binary is killed at fixed points, the cluster (fsync
+// on) is crashed (pg_ctl -m immediate) or restarted, and resume must either
+// go on exactly once or refuse and name what it cannot know.
+func TestServerRestart(t *testing.T) {
+	srv := pgtest.NewCluster(t, pgtest.WithFsync())
+	if srv.External() {
+		t.Skip("restarts the server: needs a cluster of its own, not RUNBOOK_TEST_DATABASE_URL's")
+	}
+	bin := buildBinary(t)
+	const rb = `version: 1
+name: restart
+params:
+  url: {secret: true}
+  insert: {default: "INSERT INTO effects VALUES (%L)"}
+connections:
+  db: ${{ params.url }}
+steps:
+  - id: setup
+    sql: {on: db, script: "CREATE TABLE effects (k text NOT NULL UNIQUE)"}
+  - id: g
+    generate: {on: db, query: "SELECT format('${{ params.insert }}', 'g-' || i) FROM generate_series(1, 40) i"}
+  - id: last
+    sql: {on: db, script: "INSERT INTO effects VALUES ('last')"}
+`
+	setup := func(t *testing.T) (dir string, args []string, db string) {
+		url := srv.NewDatabase(t)
+		dir = t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir, []string{"rb.yaml", "--var", "url=" + url, "--state", "st.json", "--log-format", "json"}, dbName(url)
+	}
+	crash := func(t *testing.T, dir string, args []string, at string) {
+		t.Setenv("RUNBOOK_CRASH_AFTER", at)
+		if code, out := crashRun(t, bin, dir, 0, append([]string{"run"}, args...)...); code != -1 {
+			t.Fatalf("the fault %s was not hit: exit %d\n%s", at, code, tail(out))
+		}
+		os.Unsetenv("RUNBOOK_CRASH_AFTER")
+	}
+	exactlyOnce := func(t *testing.T, db string, want string) {
+		t.Helper()
+		if got := srv.QueryValue(t, db, "SELECT count(*) FROM effects"); got != want {
+			t.Errorf("%s effects, want %s", got, want)
+		}
+	}
+
+	t.Run("commits at risk: refuse, then --rerun", func(t *testing.T) {
+		// Killed after the 5th commit, all asynchronous (well within 100
+		// ms): none is known durable. The crash may or may not keep them.
+		dir, args, db := setup(t)
+		args = append(args, "--var", "insert=INSERT INTO effects VALUES (%L) ON CONFLICT DO NOTHING")
+		crash(t, dir, args, "committed:g:5")
+		srv.Restart(t, "immediate")
+		code, out := crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...)
+		if code != 4 || !strings.Contains(out, "the server restarted since runbook recorded the step's commits") ||
+			!strings.Contains(out, "cannot tell whether statements 1 to") || !strings.Contains(out, "--rerun g") {
+			t.Fatalf("resume after the crash: exit %d, want 4 naming the statements in doubt\n%s", code, tail(out))
+		}
+		code, out = crashRun(t, bin, dir, 0, append([]string{"resume", "--rerun", "g"}, args...)...)
+		if code != 0 || !strings.Contains(out, "running the step again after statement 0") {
+			t.Fatalf("resume --rerun g: exit %d\n%s", code, tail(out))
+		}
+		exactlyOnce(t, db, "41")
+	})
+
+	t.Run("nothing committed: goes on", func(t *testing.T) {
+		// Killed once the first transaction's id is durable, before its
+		// COMMIT: nothing of the step committed, the inserts are not
+		// idempotent, and resume needs nobody.
+		dir, args, db := setup(t)
+		crash(t, dir, args, "before-commit:g:1")
+		srv.Restart(t, "immediate")
+		code, out := crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...)
+		if code != 0 || !strings.Contains(out, "the server restarted; the step's last transaction did not commit") {
+			t.Fatalf("resume: exit %d\n%s", code, tail(out))
+		}
+		exactlyOnce(t, db, "41")
+	})
+
+	t.Run("succeeded step survives a crash", func(t *testing.T) {
+		// The step's last statement changes nothing (no log record of its
+		// own): its synchronous COMMIT must still flush the asynchronous
+		// commits before it, so that a crash of the server right after the
+		// step ended loses none of them.
+		dir, args, db := setup(t)
+		args = append(args, "--var", "insert=SELECT 1 WHERE %L IS NULL")
+		srv.Exec(t, db, "CREATE TABLE effects (k text NOT NULL UNIQUE)")
+		rb := strings.Replace(rb, "generate_series(1, 40) i\"}", "generate_series(1, 40) i UNION ALL SELECT 'SELECT 1'\"}", 1)
+		rb = strings.Replace(rb, "'${{ params.insert }}'", "'INSERT INTO effects VALUES (%L)'", 1)
+		if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		crash(t, dir, append(args, "--from", "g"), "step-end:g")
+		srv.Restart(t, "immediate")
+		if got := srv.QueryValue(t, db, "SELECT count(*) FROM effects"); got != "40" {
+			t.Errorf("%s of the step's 40 effects survived the crash", got)
+		}
+	})
+
+	t.Run("failed step made durable: no refusal", func(t *testing.T) {
+		// Statement 7 fails: the six before it committed asynchronously,
+		// and the failure path flushes them before it records the step
+		// failed, so a crash of the server afterwards puts nothing at risk.
+		dir, args, db := setup(t)
+		srv.Exec(t, db, "CREATE TABLE effects (k text NOT NULL UNIQUE); INSERT INTO effects VALUES ('g-7')")
+		code, out := crashRun(t, bin, dir, 0, append([]string{"run", "--from", "g"}, args...)...)
+		if code != 1 || !strings.Contains(out, "generated statement 7 of 40") {
+			t.Fatalf("run: exit %d, want 1 at statement 7\n%s", code, tail(out))
+		}
+		st, err := executor.ReadStatus(filepath.Join(dir, "st.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g *executor.StepState
+		for _, s := range st.Steps {
+			if s.ID == "g" {
+				g = s
+			}
+		}
+		if g == nil || g.Progress == nil || g.Progress.Done != 6 || g.Progress.Durable != 6 {
+			t.Fatalf("step g's record = %+v, want 6 statements done, 6 durable", g)
+		}
+		srv.Restart(t, "immediate")
+		srv.Exec(t, db, "DELETE FROM effects WHERE k = 'g-7'")
+		code, out = crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...)
+		if code != 0 || strings.Contains(out, "server restarted") {
+			t.Fatalf("resume: exit %d\n%s", code, tail(out))
+		}
+		if got := srv.QueryValue(t, db, "SELECT count(*) FROM effects WHERE k LIKE 'g-%'"); got != "40" {
+			t.Errorf("%s of the step's 40 effects", got)
+		}
+	})
+}
