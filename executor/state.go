@@ -438,6 +438,20 @@ func (st *State) indexOf(id string) int {
 	return -1
 }
 
+// change replaces a step's record with a changed copy in memory only: the
+// step's next record, or the snapshot at the end, carries it to disk.
+func (st *State) change(id string, change func(s *StepState)) {
+	next := &StepState{ID: id}
+	if cur := st.step(id); cur != nil {
+		c := *cur
+		next = &c
+	}
+	change(next)
+	st.mu.Lock()
+	st.apply(&record{Step: next})
+	st.mu.Unlock()
+}
+
 // update replaces a step's record with a changed copy, durably.
 func (st *State) update(id string, durable bool, change func(s *StepState)) error {
 	cur := st.step(id)

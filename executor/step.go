@@ -276,12 +276,21 @@ func (j *journal) BeforeCommit(ctx context.Context, tx actions.PendingTx) error 
 
 func (j *journal) Committed(tx actions.PendingTx) error {
 	crashPoint("committed", j.step)
-	// Not fsynced: if this record is lost, resume settles the pending
-	// transaction with pg_xact_status and reaches the same state.
-	return j.r.st.update(j.step, false, func(s *StepState) {
+	change := func(s *StepState) {
 		s.Pending = nil
 		s.Progress = committedProgress(tx)
-	})
+	}
+	if tx.XID != 0 {
+		// No record of its own: if the process dies before the step's next
+		// record (which replaces the whole step's, this change included),
+		// resume settles the pending transaction with pg_xact_status and
+		// reaches the same state. That saves one record per transaction.
+		j.r.st.change(j.step, change)
+		return nil
+	}
+	// A statement run in autocommit has no transaction id to settle with:
+	// its record is written at once (not fsynced: see actions.Generate).
+	return j.r.st.update(j.step, false, change)
 }
 
 // committedProgress is a step's progress once tx committed: a synchronous
