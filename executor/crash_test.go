@@ -1,83 +1,31 @@
 package executor_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/runbookhq/runbook/internal/pgtest"
-)
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
+	"github.com/runbookhq/runbook/internal/testbin"
 )
 
 // buildBinary builds the runbook command once per test binary.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "runbook-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "runbook")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/runbookhq/runbook/cmd/runbook").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func buildBinary(t *testing.T) string { return testbin.Build(t) }
 
-// crashRun runs the binary with args and kills it with SIGKILL after delay
-// (never, when delay is 0). It returns the exit code (-1 when killed).
+// crashRun runs the binary with args and kills its process group with
+// SIGKILL after delay (never, when delay is 0). It returns the exit code (-1
+// when killed).
 func crashRun(t *testing.T, bin, dir string, delay time.Duration, args ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := testbin.Cmd{Dir: dir, Timeout: 2 * time.Minute}
 	if delay > 0 {
-		timer := time.AfterFunc(delay, func() {
-			// The whole group: runbook and its children die together, as in
-			// a crash of the machine's session.
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		})
-		defer timer.Stop()
+		c.Kill = testbin.KillAfter(delay)
 	}
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, out.String()
-	case errors.As(err, &ee) && ee.ExitCode() >= 0:
-		return ee.ExitCode(), out.String()
-	case errors.As(err, &ee):
-		return -1, out.String()
-	}
-	t.Fatalf("run: %v\n%s", err, out.String())
-	return 0, ""
+	return testbin.Run(t, bin, c, args...)
 }
 
 // TestCrashResumeExactlyOnce kills the real binary with SIGKILL at random

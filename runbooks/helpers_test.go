@@ -4,20 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/pgtest"
+	"github.com/runbookhq/runbook/internal/testbin"
 	"github.com/runbookhq/runbook/runbooks"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -32,15 +30,9 @@ type migration struct {
 	src, tgt         *pgtest.Server
 	srcURL, tgtURL   string
 	srcName, tgtName string
-	binary           string // built on first use by binRun
 }
 
-func (m *migration) bin(t *testing.T) string {
-	if m.binary == "" {
-		m.binary = buildBinary(t)
-	}
-	return m.binary
-}
+func (m *migration) bin(t *testing.T) string { return testbin.Build(t) }
 
 // clusters starts a source and a target cluster. Tests that share them run
 // one after the other: the postgres role's pgaudit.log setting is
@@ -319,65 +311,14 @@ func equalStrings(a, b []string) bool {
 
 // The real binary, for the tests that kill it.
 
-// buildBinary builds the runbook command into the test's temporary directory
-// (removed with it; the build cache makes the second build quick).
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "runbook")
-	out, err := exec.Command("go", "build", "-o", path, "github.com/runbookhq/runbook/cmd/runbook").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return path
-}
-
 // binRun runs the binary in dir with the migration's URLs in the environment
-// (never in argv) and extra environment variables. When kill is not nil it is
-// called (in a goroutine) with the process group id, and a channel closed
-// when the process has ended, and may kill the group. It
-// returns the exit code (-1 when killed by a signal) and the combined output.
+// (never in argv) and extra environment variables; kill is testbin.Cmd.Kill.
+// It returns the exit code (-1 when killed by a signal) and the combined
+// output.
 func (m *migration) binRun(t *testing.T, dir string, env []string, kill func(pgid int, done <-chan struct{}), args ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, m.bin(t), args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), append([]string{"DATABASE_URL=" + m.srcURL, "TARGET_DATABASE_URL=" + m.tgtURL}, env...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	killed := make(chan struct{})
-	if kill != nil {
-		go func() {
-			defer close(killed)
-			kill(cmd.Process.Pid, done)
-		}()
-	} else {
-		close(killed)
-	}
-	err := cmd.Wait()
-	close(done)
-	<-killed
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, out.String()
-	case errors.As(err, &ee) && ee.ExitCode() >= 0:
-		return ee.ExitCode(), out.String()
-	case errors.As(err, &ee):
-		return -1, out.String()
-	}
-	t.Fatalf("run: %v\n%s", err, out.String())
-	return 0, ""
+	return testbin.Run(t, m.bin(t), testbin.Cmd{Dir: dir, Kill: kill,
+		Env: append([]string{"DATABASE_URL=" + m.srcURL, "TARGET_DATABASE_URL=" + m.tgtURL}, env...)}, args...)
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+func tail(s string, n int) string { return testbin.Tail(s, n) }
