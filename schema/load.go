@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -417,23 +416,6 @@ func validate(rb *Runbook, d *decoder) {
 			s.Digest = digestNode(s.node, s.extra)
 		}
 	}
-}
-
-// digestNode hashes a node's content independently of comments, quoting and
-// layout.
-func digestNode(n *yaml.Node, extra []byte) string {
-	var v any
-	if err := n.Decode(&v); err != nil {
-		v = n.Value
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		b = []byte(fmt.Sprint(v))
-	}
-	h := sha256.New()
-	h.Write(b)
-	h.Write(extra)
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func joinQuoted(list []string) string {

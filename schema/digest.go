@@ -1,0 +1,168 @@
+package schema
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// digestNode hashes a node's content independently of comments, quoting and
+// layout: the SHA-256 of the node decoded as YAML and encoded as JSON (map
+// keys sorted), then extra.
+//
+// Decoding into interface values and encoding them back through reflection
+// was a fifth of the load of a 5,000-step runbook (docs/performance.md), so
+// the common case — mappings with string keys, sequences, strings, decimal
+// integers, booleans, nulls — is encoded straight from the node into the same
+// bytes (canonicalJSON); anything else (floats, timestamps, aliases, merge
+// keys, other tags) takes the decode-and-encode path. TestDigestFastPath
+// checks that both give the same bytes.
+func digestNode(n *yaml.Node, extra []byte) string {
+	b, ok := canonicalJSON(make([]byte, 0, 512), n)
+	if !ok {
+		b = slowCanonicalJSON(n)
+	}
+	h := sha256.New()
+	h.Write(b)
+	h.Write(extra)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// slowCanonicalJSON decodes n and encodes the value as JSON.
+func slowCanonicalJSON(n *yaml.Node) []byte {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		v = n.Value
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(fmt.Sprint(v))
+	}
+	return b
+}
+
+// canonicalJSON appends what slowCanonicalJSON gives for n to b, when n holds
+// only what it knows how to encode; ok is false otherwise.
+func canonicalJSON(b []byte, n *yaml.Node) (_ []byte, ok bool) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) != 1 {
+			return b, false
+		}
+		return canonicalJSON(b, n.Content[0])
+	case yaml.SequenceNode:
+		b = append(b, '[')
+		for i, c := range n.Content {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, ok = canonicalJSON(b, c); !ok {
+				return b, false
+			}
+		}
+		return append(b, ']'), true
+	case yaml.MappingNode:
+		if len(n.Content)%2 != 0 {
+			return b, false
+		}
+		idx := make([]int, 0, len(n.Content)/2)
+		for i := 0; i < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
+				return b, false // merge keys, non-string keys, aliases
+			}
+			idx = append(idx, i)
+		}
+		sort.Slice(idx, func(x, y int) bool { return n.Content[idx[x]].Value < n.Content[idx[y]].Value })
+		b = append(b, '{')
+		for j, i := range idx {
+			if j > 0 {
+				if n.Content[idx[j-1]].Value == n.Content[i].Value {
+					return b, false // a duplicate key: the decoder's error decides
+				}
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, n.Content[i].Value)
+			b = append(b, ':')
+			if b, ok = canonicalJSON(b, n.Content[i+1]); !ok {
+				return b, false
+			}
+		}
+		return append(b, '}'), true
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!str":
+			return appendJSONString(b, n.Value), true
+		case "!!null":
+			return append(b, "null"...), true
+		case "!!bool":
+			if n.Value == "true" || n.Value == "false" {
+				return append(b, n.Value...), true
+			}
+		case "!!int":
+			if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil && strconv.FormatInt(i, 10) == n.Value {
+				return append(b, n.Value...), true
+			}
+		}
+	}
+	return b, false
+}
+
+// appendJSONString appends s as encoding/json encodes a string (HTML
+// characters, U+2028, U+2029 and invalid UTF-8 escaped).
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
