@@ -223,6 +223,7 @@ func (h *harness) machine() {
 	}
 	fmt.Printf("machine: %s, %d cores, %s RAM; disk %s\n", cpu, runtime.NumCPU(), mem, disk)
 	fmt.Printf("PostgreSQL %s, fsync %s; runbook %s%s, %s\n", h.a.version(), fsync, strings.TrimSpace(string(rev)), dirty, runtime.Version())
+	fmt.Printf("calibration: %s\n", calibration(h.work))
 	fmt.Printf("rounds per comparison: %d; order rotates every round\n", h.runs)
 }
 
