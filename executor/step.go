@@ -42,8 +42,21 @@ func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
 	// resume then knows it may have happened. Transactional work needs no
 	// fsync here: its transaction id is made durable before COMMIT, and that
 	// fsync carries this record too.
+	//
+	// Other steps' start and attempt count are kept in memory only: the
+	// step's next record (a transaction id before COMMIT, the frozen list,
+	// the step's end) replaces the whole step's record and carries them. A
+	// process that dies before that left nothing of the step done, and
+	// resume runs it as it would a step that never started.
 	now := time.Now().UTC()
-	if err := r.st.update(step.ID, untracked(step), func(s *StepState) {
+	record := func(durable bool, change func(s *StepState)) error {
+		if untracked(step) {
+			return r.st.update(step.ID, durable, change)
+		}
+		r.st.change(step.ID, change)
+		return nil
+	}
+	if err := record(true, func(s *StepState) {
 		s.Status, s.Started, s.Ended, s.Error, s.Digest = Running, &now, nil, "", step.Digest
 	}); err != nil {
 		return err
@@ -69,7 +82,7 @@ func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
 	var out actions.Outputs
 	var err error
 	for attempt := 1; attempt <= attempts; attempt++ {
-		r.st.update(step.ID, false, func(s *StepState) { s.Attempts++ })
+		record(false, func(s *StepState) { s.Attempts++ })
 		out, err = r.attempt(ctx, step, runner, attempt)
 		if err == nil || errors.Is(err, errApprovalRequired) || ctx.Err() != nil {
 			break
