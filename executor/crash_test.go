@@ -33,12 +33,27 @@ func crashRun(t *testing.T, bin, dir string, delay time.Duration, args ...string
 // one-statement sql steps, resumes until the run completes, and checks that
 // the database holds every effect exactly once: every statement is a
 // non-idempotent INSERT, so a repeat or a skip shows as a count other than 1.
+//
+// It runs twice, 30 kills each: with the test cluster's synchronous_commit
+// off (every commit asynchronous, nothing claimed durable), and with the
+// sessions' synchronous_commit on, where a generate step mixes asynchronous
+// commits with synchronous ones that flush (docs/state.md, "Two flushes, one
+// of them the client's").
 func TestCrashResumeExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash harness: skipped with -short")
 	}
+	for _, c := range []struct{ name, query string }{
+		{"synchronous_commit off", ""},
+		{"synchronous_commit on", "&synchronous_commit=on"},
+	} {
+		t.Run(c.name, func(t *testing.T) { crashResumeExactlyOnce(t, c.query, 30) })
+	}
+}
+
+func crashResumeExactlyOnce(t *testing.T, query string, wantKills int) {
 	srv := pgtest.Shared(t)
-	url := srv.NewDatabase(t)
+	url := srv.NewDatabase(t) + query
 	bin := buildBinary(t)
 	dir := t.TempDir()
 
@@ -94,7 +109,6 @@ steps:
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	args := []string{"--var", "url=" + url, "--var", "copy_url=" + copyURL, "--state", filepath.Join(dir, "state.json"), "--log-format", "json"}
 	kills, runs, settledCommitted, settledAborted := 0, 0, 0, 0
-	const wantKills = 60
 	code, out := crashRun(t, bin, dir, time.Duration(20+rng.Intn(150))*time.Millisecond, append([]string{"run", "crash.yaml"}, args...)...)
 	for ; code != 0; runs++ {
 		if code != -1 {
@@ -104,7 +118,7 @@ steps:
 		if runs > 200 {
 			t.Fatalf("no completion after %d resumes", runs)
 		}
-		delay := time.Duration(5+rng.Intn(60)) * time.Millisecond
+		delay := time.Duration(15+rng.Intn(120)) * time.Millisecond
 		if kills >= wantKills {
 			delay = 0 // enough kills: let it finish
 		}
