@@ -3,6 +3,7 @@
 package runbooks
 
 import (
+	"bytes"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -59,4 +60,25 @@ func Load(ref string) (*schema.Runbook, error) {
 		return nil, err
 	}
 	return schema.Load(ref, src)
+}
+
+// embeddedModeline is the editor modeline of the runbooks in this directory:
+// their schema, relative to the repository.
+const embeddedModeline = "# yaml-language-server: $schema=../schema/runbook.schema.json\n"
+
+// Export returns a built-in runbook's YAML to copy as the start of one's own
+// (runbook show): the same document, its editor modeline pointing at
+// runbook.schema.json beside the copy (which `runbook schema` writes) instead
+// of this repository's schema directory.
+func Export(name string) ([]byte, error) {
+	src, err := Source(name)
+	if err != nil {
+		return nil, err
+	}
+	if rest, ok := bytes.CutPrefix(src, []byte(embeddedModeline)); ok {
+		head := "# yaml-language-server: $schema=runbook.schema.json\n" +
+			"# (write the schema beside this file with: runbook schema > runbook.schema.json)\n"
+		return append([]byte(head), rest...), nil
+	}
+	return src, nil
 }

@@ -36,15 +36,17 @@ func newShowCmd(s *streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show NAME",
 		Short: "Print a built-in runbook's YAML",
-		Long: `show prints a built-in runbook exactly as it is embedded, to read it or to
-copy it as the start of your own: runbook show NAME > mine.yaml`,
+		Long: `show prints a built-in runbook as it is embedded, to read it or to copy it as
+the start of your own: runbook show NAME > mine.yaml. Its editor modeline then
+points at runbook.schema.json beside the copy: write that with
+runbook schema > runbook.schema.json.`,
 		Example: `  runbook show heroku-to-crunchy-bridge > customer.yaml`,
 		Args:    exactArgs(1),
 		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 			return runbooks.Names(), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			src, err := runbooks.Source(strings.TrimPrefix(args[0], runbooks.Prefix))
+			src, err := runbooks.Export(strings.TrimPrefix(args[0], runbooks.Prefix))
 			if err != nil {
 				return usagef("%v", err)
 			}
