@@ -24,6 +24,9 @@ type Error struct {
 	Msg  string
 	// src is the whole source, kept to render a snippet.
 	src []byte
+	// arg is the position (from 1) of the command-line argument the error
+	// is about (--var), so that such errors keep the command line's order.
+	arg int
 }
 
 // Error renders the error as FILE:LINE:COL: message.
@@ -80,6 +83,9 @@ func (es Errors) Error() string {
 func (es Errors) sorted() Errors {
 	sort.SliceStable(es, func(i, j int) bool {
 		a, b := es[i], es[j]
+		if a.arg > 0 && b.arg > 0 {
+			return a.arg < b.arg
+		}
 		if a.File != b.File {
 			return a.File < b.File
 		}

@@ -130,13 +130,13 @@ func (rb *Runbook) ResolveParams(in ParamInputs) (Values, error) {
 			}
 		}
 	}
-	for _, kv := range in.Vars {
+	for n, kv := range in.Vars {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			all = append(all, &Error{File: "--var", Msg: fmt.Sprintf("%q: want NAME=VALUE", maskAfterEquals(kv))})
+			all = append(all, &Error{File: "--var", Msg: fmt.Sprintf("%q: want NAME=VALUE", maskAfterEquals(kv)), arg: n + 1})
 			continue
 		}
-		set(k, v, "--var", &Error{File: "--var " + k})
+		set(k, v, "--var", &Error{File: "--var " + k, arg: n + 1})
 	}
 	for i, p := range rb.Params {
 		v := &vals[i]

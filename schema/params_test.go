@@ -164,7 +164,8 @@ func TestResolveParamsErrors(t *testing.T) {
 		{"pattern and enum in a vars file", map[string]string{"SOURCE_URL": "u"}, nil, []string{"bad.yaml"},
 			"bad.yaml:2:7: param mode: value \"slow\" is not one of \"fast\", \"safe\"\nbad.yaml:3:11: param app_role: value \"Not Valid\" does not match pattern ^[a-z_][a-z0-9_]*$"},
 		{"pattern and enum from --var", map[string]string{"SOURCE_URL": "u"}, []string{"customer=c", "mode=slow", "app_role=x-y"}, nil,
-			"--var app_role: param app_role: value \"x-y\" does not match pattern ^[a-z_][a-z0-9_]*$\n--var mode: param mode: value \"slow\" is not one of \"fast\", \"safe\""},
+			// In the command line's order.
+			"--var mode: param mode: value \"slow\" is not one of \"fast\", \"safe\"\n--var app_role: param app_role: value \"x-y\" does not match pattern ^[a-z_][a-z0-9_]*$"},
 		{"enum from env", map[string]string{"SOURCE_URL": "u", "MODE": "turbo"}, []string{"customer=c"}, nil,
 			"rb.yaml:8:50: param mode: value \"turbo\" of $MODE is not one of \"fast\", \"safe\""},
 		{"vars file is a list", map[string]string{"SOURCE_URL": "u"}, []string{"customer=c"}, []string{"list.yaml"},
