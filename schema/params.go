@@ -98,7 +98,10 @@ func (rb *Runbook) ResolveParams(in ParamInputs) (Values, error) {
 			from[i] = &Error{File: rb.File, Pos: p.Keys["default"], src: rb.Source}
 		}
 		if p.Env != "" {
-			if v, ok := lookup(p.Env); ok {
+			// Set to the empty string counts as not set: an empty
+			// DATABASE_URL is a mistake, and libpq would take it for its
+			// defaults (a local server), not for "no value".
+			if v, ok := lookup(p.Env); ok && v != "" {
 				vals[i].Value, vals[i].Source = v, "env "+p.Env
 				from[i] = &Error{File: rb.File, Pos: p.Keys["env"], src: rb.Source}
 			}

@@ -81,8 +81,10 @@ func TestResolveParamsPrecedence(t *testing.T) {
 			"customer": {"initech", "--var"}, "mode": {"safe", "--var"}, "app_role": {"globex_app", "vars b.yaml:3"}}},
 		{"later --var wins", map[string]string{"SOURCE_URL": "u"}, []string{"customer=a", "customer=b=c"}, nil, map[string]want{
 			"customer": {"b=c", "--var"}}},
-		{"empty values", map[string]string{"SOURCE_URL": ""}, []string{"customer=", "heroku_app="}, nil, map[string]want{
-			"customer": {"", "--var"}, "source_url": {"", "env SOURCE_URL"}, "heroku_app": {"", "--var"}}},
+		// An empty --var is a value; an environment variable set to the
+		// empty string is not (SOURCE_URL="" does not count).
+		{"empty values", map[string]string{"SOURCE_URL": "", "MODE": ""}, []string{"customer=", "heroku_app=", "source_url="}, nil, map[string]want{
+			"customer": {"", "--var"}, "source_url": {"", "--var"}, "heroku_app": {"", "--var"}, "mode": {"safe", "default"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			vals, err := resolve(t, dir, tc.env, tc.vars, tc.files...)
@@ -163,6 +165,8 @@ func TestResolveParamsErrors(t *testing.T) {
 			"typo.yaml:2:1: unknown param \"app_rol\" (did you mean \"app_role\"?)"},
 		{"pattern and enum in a vars file", map[string]string{"SOURCE_URL": "u"}, nil, []string{"bad.yaml"},
 			"bad.yaml:2:7: param mode: value \"slow\" is not one of \"fast\", \"safe\"\nbad.yaml:3:11: param app_role: value \"Not Valid\" does not match pattern ^[a-z_][a-z0-9_]*$"},
+		{"an empty environment variable is not a value", map[string]string{"SOURCE_URL": ""}, []string{"customer=c"}, nil,
+			"rb.yaml:4:3: param source_url is required: give it with --var source_url=VALUE or a vars file or $SOURCE_URL"},
 		{"pattern and enum from --var", map[string]string{"SOURCE_URL": "u"}, []string{"customer=c", "mode=slow", "app_role=x-y"}, nil,
 			// In the command line's order.
 			"--var mode: param mode: value \"slow\" is not one of \"fast\", \"safe\"\n--var app_role: param app_role: value \"x-y\" does not match pattern ^[a-z_][a-z0-9_]*$"},
