@@ -43,9 +43,12 @@ type Options struct {
 	Yes     bool
 	Approve []string
 	// Rerun names interrupted non-transactional steps that resume may run again.
-	Rerun    []string
-	Operator string
-	Ticket   string
+	Rerun []string
+	// TookEffect names steps whose work in doubt the operator checked and
+	// found done (resume --took-effect): it is recorded as committed.
+	TookEffect []string
+	Operator   string
+	Ticket     string
 	// From starts at a step; Only runs just the named steps.
 	From string
 	Only []string
@@ -306,7 +309,7 @@ func short(d string) string {
 }
 
 func checkSelection(rb *schema.Runbook, o Options) error {
-	for _, id := range append(append(append([]string{o.From}, o.Only...), o.Approve...), o.Rerun...) {
+	for _, id := range append(append(append(append([]string{o.From}, o.Only...), o.Approve...), o.Rerun...), o.TookEffect...) {
 		if id != "" && rb.Step(id) == nil {
 			return exitcode.With(exitcode.Invalid, fmt.Errorf("no step %q in %s (steps: %s)", id, rb.Name, strings.Join(rb.StepIDs(), ", ")))
 		}

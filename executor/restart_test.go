@@ -93,6 +93,38 @@ steps:
 		exactlyOnce(t, db, "41")
 	})
 
+	t.Run("sql step in doubt after a restart: refuse, then --took-effect", func(t *testing.T) {
+		// Killed right after the sql step's COMMIT was acknowledged, before
+		// its record: the transaction is in doubt. After a crash of the
+		// server pg_xact_status may answer for another transaction that
+		// got the same id, so resume does not trust a "committed".
+		dir, args, db := setup(t)
+		crash(t, dir, args, "committed:last")
+		srv.Restart(t, "immediate")
+		code, out := crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...)
+		if code != 4 || !strings.Contains(out, "cannot tell whether step last's transaction committed") ||
+			!strings.Contains(out, "--took-effect last") || !strings.Contains(out, "--rerun last") {
+			t.Fatalf("resume: exit %d, want 4\n%s", code, tail(out))
+		}
+		// The synchronous commit did survive: the operator checks, sees it,
+		// and says so; the step is done and not run again.
+		if got := srv.QueryValue(t, db, "SELECT count(*) FROM effects WHERE k = 'last'"); got != "1" {
+			t.Fatalf("%s rows of step last", got)
+		}
+		code, out = crashRun(t, bin, dir, 0, append([]string{"resume", "--took-effect", "last"}, args...)...)
+		if code != 0 || !strings.Contains(out, `"outcome":"took-effect"`) {
+			t.Fatalf("resume --took-effect last: exit %d\n%s", code, tail(out))
+		}
+		exactlyOnce(t, db, "41")
+		st, err := executor.ReadStatus(filepath.Join(dir, "st.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := st.Steps[len(st.Steps)-1]; st.Outcome != "succeeded" || last.ID != "last" || last.Status != "succeeded" || last.Outputs["rows_affected"] == nil {
+			t.Errorf("outcome %s, step %s %s, outputs %v", st.Outcome, last.ID, last.Status, last.Outputs)
+		}
+	})
+
 	t.Run("succeeded step survives a crash", func(t *testing.T) {
 		// The step's last statement changes nothing (no log record of its
 		// own): its synchronous COMMIT must still flush the asynchronous

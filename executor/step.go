@@ -354,6 +354,11 @@ func (r *runner) settlePending(ctx context.Context, step *schema.Step) (done boo
 		return false, nil
 	}
 	if settled, err := r.lostCommits(ctx, step, s); err != nil || settled {
+		if err == nil {
+			if x := r.st.step(step.ID); x != nil && x.Status == Succeeded {
+				return true, nil // --took-effect ended the step
+			}
+		}
 		return false, err
 	}
 	if s.Pending == nil {
@@ -460,11 +465,35 @@ func (r *runner) lostCommits(ctx context.Context, step *schema.Step, s *StepStat
 	if step.Kind == "sql" {
 		what = fmt.Sprintf("step %s's transaction committed", step.ID)
 	}
+	if contains(r.o.TookEffect, step.ID) {
+		// The operator checked: everything runbook could not vouch for
+		// took effect.
+		r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Int("durable", durable).Int("done", last).Str("outcome", "took-effect").
+			Msgf("the server restarted: statements up to %d recorded as done, as --took-effect asks", last)
+		pending := s.Pending
+		if err := r.st.update(step.ID, true, func(x *StepState) {
+			x.Pending = nil
+			out := actions.Outputs(nil)
+			if x.Progress != nil {
+				out = x.Progress.Outputs
+			}
+			if pending != nil && last == pending.Done {
+				out = pending.Outputs
+			}
+			x.Progress = &actions.Progress{Done: last, Durable: last, Server: now, Outputs: out}
+		}); err != nil {
+			return false, err
+		}
+		if step.Kind == "sql" && pending != nil && last == pending.Done {
+			return true, r.recordEnd(step, Succeeded, pending.Outputs, nil)
+		}
+		return true, nil
+	}
 	if !contains(r.o.Rerun, step.ID) {
 		return false, exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server restarted since runbook recorded the step's commits (it was started at %s, now at %s). "+
 			"A crash loses the commits not yet on the server's disk, and the server may then give their transaction ids to other transactions, so runbook cannot tell whether %s.\n"+
-			"Check them, then resume with --rerun %s to run them again (statements up to %d are known durable)",
-			step.ID, recorded.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), what, step.ID, durable))
+			"Check them, then resume with --took-effect %s if they did, or with --rerun %s to run them again (statements up to %d are known durable)",
+			step.ID, recorded.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), what, step.ID, step.ID, durable))
 	}
 	r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Int("durable", durable).Int("done", last).Str("outcome", "rerun").
 		Msgf("the server restarted: running the step again after statement %d, as --rerun asks", durable)

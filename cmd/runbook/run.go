@@ -60,7 +60,7 @@ prints the command that resumes.`,
 
 func newResumeCmd(s *streams) *cobra.Command {
 	var f runFlags
-	var rerun []string
+	var rerun, tookEffect []string
 	c := &cobra.Command{
 		Use:   "resume FILE",
 		Short: "Continue an interrupted or failed run where it stopped",
@@ -69,14 +69,16 @@ in doubt is settled by asking the server; a failed step runs again (as edited
 since, if it was); completed steps are never repeated and must not have
 changed. Secret params are given again; non-secret params must match.`,
 		Example: `  runbook resume migrate.yaml --vars customers/acme.yaml --var target_url=…
-  runbook resume migrate.yaml --vars acme.yaml --rerun restore`,
+  runbook resume migrate.yaml --vars acme.yaml --rerun restore
+  runbook resume migrate.yaml --vars acme.yaml --took-effect set-owners`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return execute(c.Context(), s, &f, args[0], executor.Options{Resume: true, Rerun: rerun})
+			return execute(c.Context(), s, &f, args[0], executor.Options{Resume: true, Rerun: rerun, TookEffect: tookEffect})
 		},
 	}
 	f.register(c)
 	c.Flags().StringArrayVar(&rerun, "rerun", nil, "allow re-running the interrupted non-transactional step ID (repeatable)")
+	c.Flags().StringArrayVar(&tookEffect, "took-effect", nil, "record the work of step ID that runbook could not settle (a server restart) as done: you checked that it took effect (repeatable)")
 	return c
 }
 
