@@ -438,30 +438,31 @@ func (st *State) indexOf(id string) int {
 	return -1
 }
 
-// change replaces a step's record with a changed copy in memory only: the
-// step's next record, or the snapshot at the end, carries it to disk.
-func (st *State) change(id string, change func(s *StepState)) {
+// changed returns a copy of a step's record (a new one when it has none)
+// with change applied; the state itself is not touched.
+func (st *State) changed(id string, change func(s *StepState)) *StepState {
 	next := &StepState{ID: id}
 	if cur := st.step(id); cur != nil {
 		c := *cur
 		next = &c
 	}
 	change(next)
+	return next
+}
+
+// change replaces a step's record with a changed copy in memory only: the
+// step's next record, or the snapshot at the end, carries it to disk.
+func (st *State) change(id string, change func(s *StepState)) {
+	next := st.changed(id, change)
 	st.mu.Lock()
 	st.apply(&record{Step: next})
 	st.mu.Unlock()
 }
 
-// update replaces a step's record with a changed copy, durably.
+// update replaces a step's record with a changed copy, written to the
+// journal (and flushed when durable).
 func (st *State) update(id string, durable bool, change func(s *StepState)) error {
-	cur := st.step(id)
-	next := &StepState{ID: id}
-	if cur != nil {
-		c := *cur
-		next = &c
-	}
-	change(next)
-	return st.write(&record{Step: next}, durable)
+	return st.write(&record{Step: st.changed(id, change)}, durable)
 }
 
 // close compacts the journal into the snapshot and releases the lock.

@@ -353,13 +353,8 @@ func (r *runner) settlePending(ctx context.Context, step *schema.Step) (done boo
 	if s == nil || (s.Pending == nil && !atRisk(s)) {
 		return false, nil
 	}
-	if settled, err := r.lostCommits(ctx, step, s); err != nil || settled {
-		if err == nil {
-			if x := r.st.step(step.ID); x != nil && x.Status == Succeeded {
-				return true, nil // --took-effect ended the step
-			}
-		}
-		return false, err
+	if settled, ended, err := r.lostCommits(ctx, step, s); err != nil || settled {
+		return ended, err
 	}
 	if s.Pending == nil {
 		return false, nil
@@ -408,9 +403,11 @@ func atRisk(s *StepState) bool {
 // has statements that committed but are not known durable — or its pending
 // transaction reports committed — resume refuses (exit 4), unless the
 // operator named the step with --rerun: the step then runs again from its
-// last durable statement. It reports whether it settled the step's record
-// (the pending transaction, if any, is then resolved).
-func (r *runner) lostCommits(ctx context.Context, step *schema.Step, s *StepState) (settled bool, err error) {
+// last durable statement; or with --took-effect: what is in doubt is then
+// recorded as done. It reports whether it settled the step's record (the
+// pending transaction, if any, is then resolved), and whether that ended the
+// step (an sql step whose transaction took effect).
+func (r *runner) lostCommits(ctx context.Context, step *schema.Step, s *StepState) (settled, ended bool, err error) {
 	var recorded time.Time
 	conn, durable, done := "", 0, 0
 	if p := s.Progress; p != nil {
@@ -423,43 +420,42 @@ func (r *runner) lostCommits(ctx context.Context, step *schema.Step, s *StepStat
 		recorded, durable, conn = p.Server, p.Durable, p.Conn
 	}
 	if recorded.IsZero() || conn == "" {
-		return false, nil // recorded before runbook kept the server's start time
+		return false, false, nil // recorded before runbook kept the server's start time
 	}
 	c, err := r.conns.Conn(ctx, conn)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	var now time.Time
 	if err := c.QueryRow(ctx, "SELECT pg_postmaster_start_time()").Scan(&now); err != nil {
-		return false, fmt.Errorf("step %s: reading the server's start time: %w", step.ID, r.red.Error(err))
+		return false, false, fmt.Errorf("step %s: reading the server's start time: %w", step.ID, r.red.Error(err))
 	}
 	if now.Equal(recorded) {
-		return false, nil
+		return false, false, nil
 	}
 	last := done
 	if p := s.Pending; p != nil {
-		var status *string
-		err := c.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, fmt.Sprint(p.XID)).Scan(&status)
+		status, err := xactStatus(ctx, c, p.XID)
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr) && pgErr.Code == "22023":
 			// "transaction ID … is in the future": the restarted server
 			// never saw it; it did not commit.
 		case err != nil:
-			return false, fmt.Errorf("step %s: settling transaction %d: %w", step.ID, p.XID, r.red.Error(err))
+			return false, false, fmt.Errorf("step %s: settling transaction %d: %w", step.ID, p.XID, r.red.Error(err))
 		case status != nil && *status == "committed":
 			last = max(last, p.Done)
 		}
 	}
 	if last <= durable {
 		if s.Pending == nil {
-			return false, nil
+			return false, false, nil
 		}
 		// The pending transaction did not commit before the restart (had
 		// it, its id could not have been given away): it runs again.
 		r.log.Info().Str("event", "step.settled").Str("step", step.ID).Uint64("xid", s.Pending.XID).Str("outcome", "aborted").
 			Msg("the server restarted; the step's last transaction did not commit: it runs again")
-		return true, r.st.update(step.ID, true, func(x *StepState) { x.Pending = nil })
+		return true, false, r.st.update(step.ID, true, func(x *StepState) { x.Pending = nil })
 	}
 	what := fmt.Sprintf("statements %d to %d of step %s took effect", durable+1, last, step.ID)
 	if step.Kind == "sql" {
@@ -482,22 +478,22 @@ func (r *runner) lostCommits(ctx context.Context, step *schema.Step, s *StepStat
 			}
 			x.Progress = &actions.Progress{Done: last, Durable: last, Server: now, Outputs: out}
 		}); err != nil {
-			return false, err
+			return false, false, err
 		}
 		if step.Kind == "sql" && pending != nil && last == pending.Done {
-			return true, r.recordEnd(step, Succeeded, pending.Outputs, nil)
+			return true, true, r.recordEnd(step, Succeeded, pending.Outputs, nil)
 		}
-		return true, nil
+		return true, false, nil
 	}
 	if !contains(r.o.Rerun, step.ID) {
-		return false, exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server restarted since runbook recorded the step's commits (it was started at %s, now at %s). "+
+		return false, false, exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server restarted since runbook recorded the step's commits (it was started at %s, now at %s). "+
 			"A crash loses the commits not yet on the server's disk, and the server may then give their transaction ids to other transactions, so runbook cannot tell whether %s.\n"+
 			"Check them, then resume with --took-effect %s if they did, or with --rerun %s to run them again (statements up to %d are known durable)",
 			step.ID, recorded.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), what, step.ID, step.ID, durable))
 	}
 	r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Int("durable", durable).Int("done", last).Str("outcome", "rerun").
 		Msgf("the server restarted: running the step again after statement %d, as --rerun asks", durable)
-	return true, r.st.update(step.ID, true, func(x *StepState) {
+	return true, false, r.st.update(step.ID, true, func(x *StepState) {
 		x.Pending = nil
 		if x.Progress != nil {
 			x.Progress = &actions.Progress{Done: durable, Durable: durable, Server: now, Outputs: x.Progress.Outputs}
@@ -539,8 +535,8 @@ func (r *runner) settleTx(ctx context.Context, stepID string, tx actions.Pending
 	}
 	deadline := time.Now().Add(settleWait)
 	for {
-		var status *string
-		if err := conn.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, fmt.Sprint(tx.XID)).Scan(&status); err != nil {
+		status, err := xactStatus(ctx, conn, tx.XID)
+		if err != nil {
 			return false, fmt.Errorf("step %s: settling transaction %d: %w", stepID, tx.XID, r.red.Error(err))
 		}
 		switch {
@@ -575,3 +571,12 @@ func (r *runner) settleTx(ctx context.Context, stepID string, tx actions.Pending
 }
 
 const settleWait = 10 * time.Second
+
+// xactStatus asks the server whether a transaction committed:
+// pg_xact_status ("committed", "aborted", "in progress"; nil when too old to
+// know).
+func xactStatus(ctx context.Context, conn *pgx.Conn, xid uint64) (*string, error) {
+	var status *string
+	err := conn.QueryRow(ctx, `SELECT pg_xact_status($1::text::xid8)`, fmt.Sprint(xid)).Scan(&status)
+	return status, err
+}
