@@ -456,9 +456,9 @@ func (g *genRun) committed() error {
 // barrier, after a failure, makes the asynchronous commits durable: a
 // transaction that writes to the server's log (flushSQL) commits
 // synchronously, which flushes the log up to it, every earlier commit with
-// it. Without it a crash of the
-// server could still lose statements the failed step reports committed
-// (resume would then refuse to go on by itself; docs/state.md).
+// it. Without it a crash of the server could still lose statements the
+// failed step reports committed (resume would then refuse to go on by
+// itself; docs/state.md).
 func (g *genRun) barrier(ctx context.Context) {
 	if g.durable >= g.done || !g.syncOK || !g.canFlush || g.hasPending || g.pc.IsClosed() || g.pc.TxStatus() != 'I' {
 		return

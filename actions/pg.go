@@ -278,8 +278,6 @@ func byteOffset(s string, position int32) int {
 const (
 	// xidSQL asks for the transaction id to record before COMMIT.
 	xidSQL = "SELECT pg_current_xact_id()"
-	// backendSQL is the backend's identity: pid and start time (UTC,
-	// microseconds, independent of DateStyle and TimeZone).
 	// xidAsyncSQL does the same and makes the transaction's COMMIT
 	// asynchronous (synchronous_commit off for this transaction only).
 	xidAsyncSQL = "SELECT pg_current_xact_id(), set_config('synchronous_commit', 'off', true)"
@@ -325,7 +323,7 @@ type trip struct {
 	// done is called as each statement's result arrives, with its command
 	// tag and duration.
 	done func(k int, tag pgconn.CommandTag, d time.Duration)
-	// lead, when set, is a transaction id query (prep.xid or prep.async)
+	// lead, when set, is a transaction id query (prep.xid, .async or .flush)
 	// sent after BEGIN, before the statements, with a Flush: its answer
 	// arrives while the server runs the statements, and onLead records it
 	// meanwhile (the journal's flush overlaps the statements' work). The trip
@@ -356,12 +354,11 @@ func prepare(ctx context.Context, pc *pgconn.PgConn, flush bool) (*prepared, err
 		return nil, err
 	}
 	if p.xid, err = pc.Prepare(ctx, fmt.Sprintf("runbook_xid_%d", n), xidSQL, nil); err != nil {
-		pc.Deallocate(ctx, p.chain.Name)
+		p.release(ctx, pc)
 		return nil, err
 	}
 	if p.async, err = pc.Prepare(ctx, fmt.Sprintf("runbook_xid_async_%d", n), xidAsyncSQL, nil); err != nil {
-		pc.Deallocate(ctx, p.chain.Name)
-		pc.Deallocate(ctx, p.xid.Name)
+		p.release(ctx, pc)
 		return nil, err
 	}
 	if flush {
