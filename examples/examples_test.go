@@ -17,6 +17,7 @@ import (
 	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/pgtest"
+	"github.com/runbookhq/runbook/internal/testbin"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -542,17 +543,8 @@ func run(t *testing.T, file string, p inputs, opts ...executor.Options) outcome 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err = executor.Run(ctx, o)
-	res := outcome{code: exitcode.Of(err), err: err, out: buf.String(), steps: map[string]*executor.StepState{}}
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("console line is not JSON: %q", line)
-		}
-		res.events = append(res.events, ev)
-	}
+	res := outcome{code: exitcode.Of(err), err: err, out: buf.String(), steps: map[string]*executor.StepState{},
+		events: testbin.Events(t, buf.String())}
 	st, serr := executor.ReadStatus(o.StatePath)
 	if serr != nil {
 		t.Fatalf("state after the run (exit %d, %v): %v", res.code, err, serr)

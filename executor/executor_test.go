@@ -3,7 +3,6 @@ package executor_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/pgtest"
+	"github.com/runbookhq/runbook/internal/testbin"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -68,32 +68,8 @@ func (h *harness) run(vars []string, opts executor.Options) outcome {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, err = executor.Run(ctx, opts)
-	o := outcome{code: exitcode.Of(err), err: err, out: buf.String()}
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			h.t.Fatalf("console line is not JSON: %q", line)
-		}
-		o.events = append(o.events, ev)
-	}
+	o := outcome{code: exitcode.Of(err), err: err, out: buf.String(), events: testbin.Events(h.t, buf.String())}
 	return o
-}
-
-// statuses returns each step's final status from step.end/step.skip events.
-func (o outcome) statuses() map[string]string {
-	m := map[string]string{}
-	for _, ev := range o.events {
-		switch ev["event"] {
-		case "step.end":
-			m[ev["step"].(string)] = ev["status"].(string)
-		case "step.skip":
-			m[ev["step"].(string)] = "skipped"
-		}
-	}
-	return m
 }
 
 func (o outcome) count(event, step string) int {
@@ -146,7 +122,7 @@ steps:
 		t.Errorf("timeout did not end the slow step: the run took %s", d)
 	}
 	want := map[string]string{"skipped": "skipped", "flaky": "succeeded", "tolerated": "failed", "slow": "failed", "cleanup": "succeeded"}
-	got := o.statuses()
+	got := testbin.Statuses(o.events)
 	for id, st := range want {
 		if got[id] != st {
 			t.Errorf("step %s: status %q, want %q", id, got[id], st)
@@ -204,7 +180,7 @@ steps:
 	if b, _ := os.ReadFile(marker); string(b) != "x\n" {
 		t.Errorf("the completed step ran again on resume: marker %q", b)
 	}
-	if got := o.statuses(); got["second"] != "succeeded" || got["third"] != "succeeded" || got["first"] != "" {
+	if got := testbin.Statuses(o.events); got["second"] != "succeeded" || got["third"] != "succeeded" || got["first"] != "" {
 		t.Errorf("resume ran %v, want second and third only", got)
 	}
 	o = h.run(nil, executor.Options{Resume: true})
@@ -308,7 +284,7 @@ steps:
 	if o.code != exitcode.Approval || !strings.Contains(o.err.Error(), "--approve gate") {
 		t.Fatalf("exit %d (%v), want 3 naming --approve gate", o.code, o.err)
 	}
-	if o.statuses()["after"] != "" {
+	if testbin.Statuses(o.events)["after"] != "" {
 		t.Errorf("a step after the unapproved gate ran")
 	}
 	o = h.run(nil, executor.Options{Resume: true, Approve: []string{"gate"}, Operator: "alice"})
@@ -448,11 +424,11 @@ steps:
     shell: {run: "echo c"}
 `)
 	o := h.run(nil, executor.Options{From: "b"})
-	if got := o.statuses(); got["a"] != "" || got["b"] != "succeeded" || got["c"] != "succeeded" || o.code != 0 {
+	if got := testbin.Statuses(o.events); got["a"] != "" || got["b"] != "succeeded" || got["c"] != "succeeded" || o.code != 0 {
 		t.Errorf("--from b ran %v (exit %d)", got, o.code)
 	}
 	o = h.run(nil, executor.Options{Only: []string{"a", "c"}, Fresh: true})
-	if got := o.statuses(); got["a"] != "succeeded" || got["b"] != "" || got["c"] != "succeeded" {
+	if got := testbin.Statuses(o.events); got["a"] != "succeeded" || got["b"] != "" || got["c"] != "succeeded" {
 		t.Errorf("--only a --only c ran %v", got)
 	}
 	if o := h.run(nil, executor.Options{Only: []string{"nope"}, Fresh: true}); o.code != exitcode.Invalid {

@@ -3,7 +3,6 @@ package runbooks_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -87,19 +86,6 @@ type outcome struct {
 	events []map[string]any
 }
 
-func (o outcome) statuses() map[string]string {
-	m := map[string]string{}
-	for _, ev := range o.events {
-		switch ev["event"] {
-		case "step.end":
-			m[ev["step"].(string)] = ev["status"].(string)
-		case "step.skip":
-			m[ev["step"].(string)] = "skipped"
-		}
-	}
-	return m
-}
-
 // run runs a runbook reference (builtin:NAME or a file) in process with the
 // source and target URLs and the other params given, approving every confirm
 // step (--yes).
@@ -122,17 +108,7 @@ func (m *migration) run(t *testing.T, ref string, state string, params map[strin
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	_, err = executor.Run(ctx, o)
-	out := outcome{code: exitcode.Of(err), err: err}
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var ev map[string]any
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("console line is not JSON: %q", line)
-		}
-		out.events = append(out.events, ev)
-	}
+	out := outcome{code: exitcode.Of(err), err: err, events: testbin.Events(t, buf.String())}
 	if t.Failed() || (out.code != 0 && testing.Verbose()) {
 		t.Logf("run %s: exit %d: %v", ref, out.code, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/internal/pgtest"
+	"github.com/runbookhq/runbook/internal/testbin"
 	"github.com/runbookhq/runbook/runbooks"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -49,7 +50,7 @@ func TestHerokuToCrunchyBridge(t *testing.T) {
 		if string(b) != want {
 			t.Errorf("heroku CLI calls:\n%s\nwant:\n%s", b, want)
 		}
-		st := o.statuses()
+		st := testbin.Statuses(o.events)
 		for _, id := range []string{"maintenance-confirm"} {
 			if st[id] != "skipped" {
 				t.Errorf("step %s: %q, want skipped with heroku_app set", id, st[id])
@@ -73,7 +74,7 @@ func TestHerokuToCrunchyBridge(t *testing.T) {
 			t.Errorf("postgres role settings after the migration: %q, want %q", got, before)
 		}
 		checkPgauditQuiet(t, logSince(t, tgt, off))
-		st := o.statuses()
+		st := testbin.Statuses(o.events)
 		for id, want := range map[string]string{"maintenance-on": "skipped", "maintenance-confirm": "succeeded",
 			"detach-heroku-database": "skipped", "switch-application": "succeeded", "maintenance-off": "skipped"} {
 			if st[id] != want {
@@ -97,7 +98,7 @@ func TestHerokuToCrunchyBridge(t *testing.T) {
 		if o.code != 1 || !strings.Contains(o.err.Error(), "step restore failed") {
 			t.Fatalf("exit %d (%v), want 1: the restore fails", o.code, o.err)
 		}
-		st := o.statuses()
+		st := testbin.Statuses(o.events)
 		if st["pgaudit-restore"] != "succeeded" || st["owner-tables"] != "" {
 			t.Errorf("after the failure: pgaudit-restore %q (want succeeded), owner-tables %q (want not run)", st["pgaudit-restore"], st["owner-tables"])
 		}
@@ -112,7 +113,7 @@ func TestHerokuToCrunchyBridge(t *testing.T) {
 		if o.code != 0 {
 			t.Fatalf("resume: exit %d: %v", o.code, o.err)
 		}
-		if st := o.statuses(); st["source-server"] != "" || st["restore"] != "succeeded" {
+		if st := testbin.Statuses(o.events); st["source-server"] != "" || st["restore"] != "succeeded" {
 			t.Errorf("resume: source-server %q (want not run again), restore %q (want succeeded)", st["source-server"], st["restore"])
 		}
 		checkOwners(t, tgt, m.tgtName, "application")

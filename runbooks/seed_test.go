@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/runbookhq/runbook/executor"
+	"github.com/runbookhq/runbook/internal/testbin"
 )
 
 const seed = "../examples/seed-procedure.yaml"
@@ -48,7 +49,7 @@ func TestSeedProcedure(t *testing.T) {
 			t.Fatalf("exit %d (%v), want 1: the generated ALTER TABLE Sales.\"orders\" folds the schema to sales", o.code, o.err)
 		}
 		t.Logf("the published procedure on a mixed-case schema: %v", strings.SplitN(o.err.Error(), "\n", 2)[0])
-		st := o.statuses()
+		st := testbin.Statuses(o.events)
 		if st["tables"] != "failed" || st["enable-pgaudit"] != "" {
 			t.Errorf("tables %q (want failed), enable-pgaudit %q (want not run)", st["tables"], st["enable-pgaudit"])
 		}

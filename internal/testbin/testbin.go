@@ -1,16 +1,19 @@
 // Package testbin builds the runbook command and runs it as a real process,
-// for the tests that kill it, interrupt it or read what it printed: the crash
-// harnesses of executor and runbooks.
+// for the tests that kill it, interrupt it or read what it printed (the crash
+// harnesses of executor and runbooks), and reads the JSON events runbook
+// prints, whether it ran as a process or in the test's own.
 package testbin
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -121,4 +124,37 @@ func Tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// Events parses runbook's JSON console output, one event per line; a line
+// that is not JSON fails the test.
+func Events(t testing.TB, out string) []map[string]any {
+	t.Helper()
+	var events []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("console line is not JSON: %q", line)
+		}
+		events = append(events, ev)
+	}
+	return events
+}
+
+// Statuses returns each step's final status from its step.end and step.skip
+// events.
+func Statuses(events []map[string]any) map[string]string {
+	m := map[string]string{}
+	for _, ev := range events {
+		switch ev["event"] {
+		case "step.end":
+			m[ev["step"].(string)] = ev["status"].(string)
+		case "step.skip":
+			m[ev["step"].(string)] = "skipped"
+		}
+	}
+	return m
 }
