@@ -633,9 +633,11 @@ func TestGenerateDurability(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			url := srv.NewDatabase(t)
-			u, _ := neturl.Parse(url)
-			db := testDB{srv: srv, name: strings.TrimPrefix(u.Path, "/"), url: url}
+			db := newDBOn(t, srv)
+			u, err := neturl.Parse(db.url)
+			if err != nil {
+				t.Fatal(err)
+			}
 			db.exec(t, "CREATE TABLE t (n int); DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plain') THEN CREATE ROLE plain LOGIN; END IF; END$$; GRANT ALL ON t TO plain")
 			db.exec(t, "GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO PUBLIC")
 			if c.setup != "" {

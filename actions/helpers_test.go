@@ -334,7 +334,12 @@ type testDB struct {
 
 func newDB(t testing.TB) testDB {
 	t.Helper()
-	srv := pgtest.Shared(t)
+	return newDBOn(t, pgtest.Shared(t))
+}
+
+// newDBOn creates a database on srv.
+func newDBOn(t testing.TB, srv *pgtest.Server) testDB {
+	t.Helper()
 	url := srv.NewDatabase(t)
 	u, err := neturl.Parse(url)
 	if err != nil {
