@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"syscall"
 	"time"
 )
@@ -25,7 +24,7 @@ func calibration(dir string) string {
 		return "?"
 	}
 	rec := make([]byte, 512)
-	var flush []time.Duration
+	var flush []float64 // nanoseconds
 	for i := 0; i < 200; i++ {
 		t := time.Now()
 		if _, err := f.WriteAt(rec, int64(i*len(rec))); err != nil {
@@ -34,23 +33,23 @@ func calibration(dir string) string {
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 			return "?"
 		}
-		flush = append(flush, time.Since(t))
+		flush = append(flush, float64(time.Since(t)))
 	}
-	var spawn []time.Duration
+	var spawn []float64
 	for i := 0; i < 30; i++ {
 		t := time.Now()
 		if exec.Command("/bin/true").Run() != nil {
 			break
 		}
-		spawn = append(spawn, time.Since(t))
+		spawn = append(spawn, float64(time.Since(t)))
 	}
 	return fmt.Sprintf("write + fdatasync of 512 B: median %s; starting /bin/true: median %s", median(flush), median(spawn))
 }
 
-func median(d []time.Duration) time.Duration {
-	if len(d) == 0 {
+// median is the median of durations in nanoseconds (statsOf's), 0 for none.
+func median(ns []float64) time.Duration {
+	if len(ns) == 0 {
 		return 0
 	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	return d[len(d)/2].Round(time.Microsecond)
+	return time.Duration(statsOf(ns).med).Round(time.Microsecond)
 }
