@@ -386,10 +386,10 @@ func (p *prepared) release(ctx context.Context, pc *pgconn.PgConn) {
 
 // tripResult is what a round trip did.
 type tripResult struct {
-	committed bool // the leading COMMIT succeeded
-	// failed is where the trip failed (atCommit, atBegin, a statement's
-	// index, len(stmts) for the xid query) and err why; err is nil on
-	// success.
+	// failed is where the trip failed (atJournal, atLead, atCommit,
+	// atBegin, a statement's index, len(stmts) for the xid query) and err
+	// why; err is nil on success. A trip that got past atCommit committed
+	// its leading COMMIT (onCommit was called).
 	failed int
 	err    error
 	// xid is the xid query's answer.
@@ -481,10 +481,7 @@ func (t *trip) runBatch(ctx context.Context, pc *pgconn.PgConn) (r tripResult) {
 		if err != nil {
 			return fail(stage, err)
 		}
-		switch {
-		case stage == atCommit:
-			r.committed = true
-		case stage >= 0 && t.done != nil:
+		if stage >= 0 && t.done != nil {
 			t.done(stage, tag, time.Since(start))
 		}
 	}
@@ -555,7 +552,6 @@ func (t *trip) runPipeline(ctx context.Context, pc *pgconn.PgConn) (r tripResult
 		if err != nil {
 			return fail(atCommit, err)
 		}
-		r.committed = true
 		if t.onCommit != nil {
 			if err := t.onCommit(); err != nil {
 				return fail(atJournal, err)
