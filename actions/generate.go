@@ -78,13 +78,17 @@ func (a *Generate) Validate(v *schema.Validation) {
 // resumed step uses the frozen list and starts at the first statement not
 // known committed, never running the query again.
 //
-// Every transaction follows the journal's protocol: its statements, then its
-// transaction id, BeforeCommit, COMMIT, Committed. To keep that at one round
-// trip per transaction, the COMMIT of a transaction travels with the next
-// one, as COMMIT AND CHAIN (which also begins it), prepared once per attempt
-// like the transaction id query:
+// Every transaction follows the journal's protocol: its transaction id,
+// BeforeCommit, COMMIT, Committed. To keep that at one round trip per
+// transaction, the COMMIT of a transaction travels with the next one, as
+// COMMIT AND CHAIN (which also begins it), prepared once per attempt like the
+// transaction id queries; the id is asked before the statements, so that
+// BeforeCommit's flush overlaps their work:
 //
-//	COMMIT AND CHAIN (previous) · statement(s) · SELECT pg_current_xact_id() · Sync
+//	COMMIT AND CHAIN (previous) · SELECT pg_current_xact_id() · Flush · statement(s) · Sync
+//
+// The commits are asynchronous but the last and one every syncEvery
+// (docs/state.md, "Two flushes, one of them the client's").
 //
 // so each: one round trip per statement (as psql's \gexec in autocommit),
 // batch: one per batch_size statements, all: one for everything (sent in

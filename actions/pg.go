@@ -271,9 +271,9 @@ func byteOffset(s string, position int32) int {
 // results is that statement's duration (plus network jitter), while in a
 // batch of one statement the duration is the whole round trip's (COMMIT of
 // the previous transaction, BEGIN and the transaction id included).
-// generate prepares COMMIT AND CHAIN and the xid query once per attempt, so
-// its trips are COMMIT AND CHAIN · statement(s) · xid, nothing parsed but
-// the statements.
+// generate prepares COMMIT AND CHAIN and its transaction id queries once per
+// attempt, so its trips are COMMIT AND CHAIN · id (lead) · Flush ·
+// statement(s), nothing parsed but the statements.
 
 const (
 	// xidSQL asks for the transaction id to record before COMMIT.
@@ -316,9 +316,9 @@ type trip struct {
 	begin  bool // then BEGIN
 	stmts  []string
 	xid    string // xidSQL or "": the query run after the statements
-	// prep, when set, has COMMIT AND CHAIN and xidSQL prepared: a trip with
-	// commit and begin then sends COMMIT AND CHAIN (one statement instead
-	// of two), and neither is parsed again.
+	// prep, when set, has COMMIT AND CHAIN and the lead queries prepared: a
+	// trip with commit and begin then sends COMMIT AND CHAIN (one statement
+	// instead of two), and neither is parsed again.
 	prep *prepared
 	// done is called as each statement's result arrives, with its command
 	// tag and duration.
@@ -425,10 +425,7 @@ func (t *trip) runBatch(ctx context.Context, pc *pgconn.PgConn) (r tripResult) {
 	for _, s := range t.stmts {
 		b.ExecParams(s, nil, nil, nil, nil)
 	}
-	switch {
-	case t.xid == xidSQL && t.prep != nil:
-		b.ExecStatement(t.prep.xid, nil, nil, nil)
-	case t.xid != "":
+	if t.xid != "" {
 		b.ExecParams(t.xid, nil, nil, nil, nil)
 	}
 	start := time.Now()
@@ -510,10 +507,7 @@ func (t *trip) runPipeline(ctx context.Context, pc *pgconn.PgConn) (r tripResult
 		if sent < n {
 			return p.Flush()
 		}
-		switch {
-		case t.xid == xidSQL && t.prep != nil:
-			p.SendQueryStatement(t.prep.xid, nil, nil, nil)
-		case t.xid != "":
+		if t.xid != "" {
 			p.SendQueryParams(t.xid, nil, nil, nil, nil)
 		}
 		synced = true
