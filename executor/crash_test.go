@@ -106,10 +106,22 @@ steps:
 		t.Fatal(err)
 	}
 
+	// Kill delays are fractions of the time an uninterrupted run takes on
+	// this machine, measured first on databases of their own: fixed delays
+	// let a fast machine finish the run before enough kills land, and a slow
+	// one die before its first step every time.
+	calibURL, calibCopy := srv.NewDatabase(t)+query, srv.NewDatabase(t)
+	start := time.Now()
+	if code, out := crashRun(t, bin, dir, 0, "run", "crash.yaml", "--var", "url="+calibURL, "--var", "copy_url="+calibCopy,
+		"--state", filepath.Join(dir, "calibration.json"), "--log-format", "json"); code != 0 {
+		t.Fatalf("uninterrupted run: exit %d\n%s", code, tail(out))
+	}
+	whole := time.Since(start)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	delay := func() time.Duration { return whole/50 + time.Duration(rng.Int63n(int64(whole/15))) }
 	args := []string{"--var", "url=" + url, "--var", "copy_url=" + copyURL, "--state", filepath.Join(dir, "state.json"), "--log-format", "json"}
 	kills, runs, settledCommitted, settledAborted := 0, 0, 0, 0
-	code, out := crashRun(t, bin, dir, time.Duration(20+rng.Intn(150))*time.Millisecond, append([]string{"run", "crash.yaml"}, args...)...)
+	code, out := crashRun(t, bin, dir, delay(), append([]string{"run", "crash.yaml"}, args...)...)
 	for ; code != 0; runs++ {
 		if code != -1 {
 			t.Fatalf("run %d: exit %d, want 0 or killed\n%s", runs, code, tail(out))
@@ -118,20 +130,20 @@ steps:
 		if runs > 200 {
 			t.Fatalf("no completion after %d resumes", runs)
 		}
-		delay := time.Duration(15+rng.Intn(120)) * time.Millisecond
+		d := delay()
 		if kills >= wantKills {
-			delay = 0 // enough kills: let it finish
+			d = 0 // enough kills: let it finish
 		}
 		verb := "resume"
 		if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
 			verb = "run" // killed before the state existed: nothing to resume yet
 		}
-		code, out = crashRun(t, bin, dir, delay, append([]string{verb, "crash.yaml"}, args...)...)
+		code, out = crashRun(t, bin, dir, d, append([]string{verb, "crash.yaml"}, args...)...)
 		settledCommitted += strings.Count(out, `"event":"step.settled","step"`) - strings.Count(out, `"outcome":"aborted"`)
 		settledAborted += strings.Count(out, `"outcome":"aborted"`)
 	}
-	t.Logf("%d kills (SIGKILL) survived, %d resumes; in-doubt transactions settled by the server: %d committed, %d aborted",
-		kills, runs, settledCommitted, settledAborted)
+	t.Logf("uninterrupted run %v; %d kills (SIGKILL) survived, %d resumes; in-doubt transactions settled by the server: %d committed, %d aborted",
+		whole.Round(time.Millisecond), kills, runs, settledCommitted, settledAborted)
 	if kills < 10 {
 		t.Errorf("only %d kills landed before the run completed: the harness proves little", kills)
 	}
