@@ -38,7 +38,8 @@ const Genesis = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
 const EventTruncated = "log.truncated"
 
 // syncEvents are the events after which the log is fsynced; the lines between
-// them ride on the next fsync (or on the one at close).
+// them ride on the next fsync (or on the one at close). The first, step.end,
+// is fsynced in the background (see Write).
 var syncEvents = [][]byte{
 	[]byte(`"event":"step.end"`),
 	[]byte(`"event":"run.end"`),
@@ -64,6 +65,10 @@ type auditWriter struct {
 	tear *Tear // found at open; the first Write first ends the torn line
 	buf  []byte
 	err  error // sticky: after a failed write nothing more is appended
+	// syncing is closed when the fsync started after the last step.end
+	// returns (nil when none is running); syncErr is its result.
+	syncing chan struct{}
+	syncErr error
 }
 
 // openAudit opens (or creates) an audit log for appending and finds where its
@@ -180,16 +185,70 @@ func (w *auditWriter) Write(p []byte) (int, error) {
 	w.seq++
 	w.prev = hashLine(w.buf[head:])
 	w.tear = nil
-	for _, ev := range syncEvents {
-		if bytes.Contains(body, ev) {
+	switch {
+	case bytes.Contains(body, stepEnd):
+		// The step's lines go to disk while the next step starts; the
+		// state journal waits for them before its next fsync returns
+		// (see waitSync), so the log on disk never lags the state by more
+		// than the step in progress.
+		w.waitLocked()
+		done := make(chan struct{})
+		w.syncing = done
+		go func() {
+			w.syncErr = w.f.Sync()
+			close(done)
+		}()
+	case syncEvent(body):
+		if w.waitLocked(); w.err == nil {
 			if err := w.f.Sync(); err != nil {
 				w.err = fmt.Errorf("audit log: fsync: %w", err)
-				return 0, w.err
 			}
-			break
 		}
 	}
+	if w.err != nil {
+		return 0, w.err
+	}
 	return len(p), nil
+}
+
+// stepEnd is the sync event whose fsync runs in the background.
+var stepEnd = syncEvents[0]
+
+func syncEvent(body []byte) bool {
+	for _, ev := range syncEvents {
+		if bytes.Contains(body, ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitSync waits for the fsync started at the last step.end, if it is still
+// running. The state journal calls it after each of its own fsyncs: the two
+// flushes overlap, and the state never records more than the log on disk
+// accounts for, but for the step in progress. A failed fsync stops the log as
+// a failed write does (docs/audit.md).
+func (w *auditWriter) waitSync() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waitLocked()
+}
+
+func (w *auditWriter) waitLocked() {
+	if w.syncing == nil {
+		return
+	}
+	<-w.syncing
+	w.syncing = nil
+	if w.syncErr != nil && w.err == nil {
+		w.err = fmt.Errorf("audit log: fsync: %w", w.syncErr)
+	}
+}
+
+// close waits for a running fsync, flushes the log and closes it.
+func (w *auditWriter) close() error {
+	w.waitSync()
+	return errors.Join(w.f.Sync(), w.f.Close())
 }
 
 func hashLine(line []byte) string {

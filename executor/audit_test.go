@@ -588,3 +588,60 @@ steps:
 		}
 	}
 }
+
+// A step.end is fsynced in the background; the state journal's next fsync
+// waits for it, and a failed background fsync stops the log as a failed
+// write does.
+func TestAuditWriterBackgroundSync(t *testing.T) {
+	stepEnd := []byte(`{"event":"step.end","step":"a"}` + "\n")
+	runEnd := []byte(`{"event":"run.end"}` + "\n")
+	line := []byte(`{"event":"cmd.stdout"}` + "\n")
+	devNull := func(t *testing.T, w *auditWriter) {
+		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0) // writes succeed, fsync fails (EINVAL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.f.Close()
+		w.f = f
+	}
+	for _, tc := range []struct {
+		name     string
+		broken   bool   // fsync fails
+		write    []byte // the event written
+		writeErr bool   // its Write fails at once
+		laterErr bool   // the Write after the state's fsync fails
+	}{
+		{"step.end, fsync works", false, stepEnd, false, false},
+		{"step.end, fsync fails: seen at the next barrier", true, stepEnd, false, true},
+		{"run.end, fsync fails: at once", true, runEnd, true, true},
+		{"plain line: no fsync", true, line, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := openAudit(filepath.Join(t.TempDir(), "audit.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.broken {
+				devNull(t, w)
+			}
+			defer w.close()
+			st := newTestState(t)
+			st.afterSync = w.waitSync
+			if _, err := w.Write(tc.write); (err != nil) != tc.writeErr {
+				t.Fatalf("Write: %v, want an error: %v", err, tc.writeErr)
+			}
+			if bytes.Equal(tc.write, stepEnd) && w.syncing == nil {
+				t.Fatal("no fsync started at step.end")
+			}
+			if err := st.update("a", true, func(s *StepState) { s.Status = "running" }); err != nil {
+				t.Fatal(err)
+			}
+			if w.syncing != nil {
+				t.Fatal("the state's fsync returned before the log's")
+			}
+			if _, err := w.Write(line); (err != nil) != tc.laterErr {
+				t.Errorf("next Write: %v, want an error: %v", err, tc.laterErr)
+			}
+		})
+	}
+}

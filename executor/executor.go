@@ -83,7 +83,6 @@ type runner struct {
 	conns *conns
 	env   *schema.Env
 	dir   string
-	logf  *os.File
 	audit *auditWriter
 }
 

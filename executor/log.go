@@ -34,7 +34,8 @@ func (r *runner) setupLog() error {
 	if audit != nil {
 		// zerolog → redact → audit → file: what is chained and hashed is
 		// exactly what is written, secrets already masked (docs/audit.md).
-		r.logf = audit.f
+		// The state's fsyncs wait for the log's (see auditWriter.waitSync).
+		r.st.afterSync = audit.waitSync
 		writers = append(writers, r.red.Writer(audit))
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
@@ -77,8 +78,8 @@ func humanFields(m map[string]any) error {
 }
 
 func (r *runner) closeLog() {
-	if r.logf != nil {
-		r.logf.Sync()
-		r.logf.Close()
+	if r.audit != nil {
+		r.st.afterSync = nil
+		r.audit.close()
 	}
 }

@@ -66,6 +66,9 @@ type State struct {
 	lock    *os.File
 	mu      sync.Mutex
 	index   map[string]int // a step's position in Steps (see indexOf)
+	// afterSync, when set, is called after each fsync of the journal (the
+	// audit log's wait for its own background fsync).
+	afterSync func()
 }
 
 // StateRunbook identifies the runbook a state belongs to.
@@ -404,6 +407,9 @@ func (st *State) write(r *record, durable bool) error {
 		// was done.
 		if err := datasync(st.journal); err != nil {
 			return fmt.Errorf("state journal: %w", err)
+		}
+		if st.afterSync != nil {
+			st.afterSync()
 		}
 	}
 	return nil
