@@ -81,6 +81,7 @@ func RegisterAction(t ActionType) {
 	}
 	actionTypes[t.Kind] = t
 	actionOrder = append(actionOrder, t.Kind)
+	sort.SliceStable(actionOrder, func(i, j int) bool { return rank(actionOrder[i]) < rank(actionOrder[j]) })
 }
 
 // ActionTypes returns the registered action kinds in a stable order.
@@ -89,7 +90,6 @@ func ActionTypes() []ActionType {
 	for _, k := range actionOrder {
 		out = append(out, actionTypes[k])
 	}
-	sort.SliceStable(out, func(i, j int) bool { return rank(out[i].Kind) < rank(out[j].Kind) })
 	return out
 }
 
@@ -103,10 +103,6 @@ func rank(kind string) int {
 	return 100
 }
 
-func actionKinds() []string {
-	var out []string
-	for _, t := range ActionTypes() {
-		out = append(out, t.Kind)
-	}
-	return out
-}
+// actionKinds returns the registered kinds in their stable order; the slice is
+// shared: callers must not modify it.
+func actionKinds() []string { return actionOrder }

@@ -90,7 +90,7 @@ func Load(file string, src []byte) (*Runbook, error) {
 // parseYAML parses exactly one YAML document, turning the parser's errors (and
 // any panic of it on hostile input) into positioned errors.
 func parseYAML(errs *errList, src []byte) (root *yaml.Node) {
-	if len(bytes.TrimSpace(stripComments(src))) == 0 {
+	if blank(src) {
 		errs.add(Pos{1, 1}, "file is empty: a runbook needs at least version, name and steps")
 		return nil
 	}
@@ -192,14 +192,20 @@ func checkAliases(errs *errList, root *yaml.Node) bool {
 	return true
 }
 
-func stripComments(src []byte) []byte {
-	var out []byte
-	for _, line := range bytes.Split(src, []byte("\n")) {
+// blank reports whether src holds nothing but white space and comment lines.
+func blank(src []byte) bool {
+	for len(src) > 0 {
+		line := src
+		if i := bytes.IndexByte(src, '\n'); i >= 0 {
+			line, src = src[:i], src[i+1:]
+		} else {
+			src = nil
+		}
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			out = append(out, t...)
+			return false
 		}
 	}
-	return out
+	return true
 }
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

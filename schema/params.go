@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"reflect"
@@ -192,7 +191,7 @@ func readVars(file string) ([]varsEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(bytes.TrimSpace(stripComments(src))) == 0 {
+	if blank(src) {
 		return nil, nil // no values yet: every param keeps its default
 	}
 	errs := &errList{file: file, src: src}
