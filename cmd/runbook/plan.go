@@ -30,6 +30,7 @@ The plan digest changes whenever anything that would run changes.
 			if format != "text" && format != "json" {
 				return usagef("--format must be text or json, not %q", format)
 			}
+			defer collectLate()()
 			rb, vals, err := pf.load(args[0])
 			if err != nil {
 				return err

@@ -22,6 +22,7 @@ Exit 0 when valid, 2 otherwise.`,
   runbook validate builtin:heroku-to-crunchy-bridge --vars customers/acme.yaml`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			defer collectLate()()
 			var rb *schema.Runbook
 			var err error
 			if len(pf.varsFiles)+len(pf.vars) == 0 {
