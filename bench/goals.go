@@ -82,7 +82,7 @@ steps:
 		owner = role
 		return nil
 	}
-	psql := filepath.Join(h.pg.bin, "psql")
+	psql := filepath.Join(h.a.BinDir, "psql")
 	env := c.env("p1")
 	ps := &command{label: `psql \gexec (autocommit)`, env: env, after: check}
 	ps.before = func() error {
@@ -103,7 +103,7 @@ steps:
 	}
 	gen := func(mode, label string, extra ...string) *command {
 		cmd, fresh := h.runbook("p1-"+mode+".yaml", extra...)
-		cmd.label, cmd.env, cmd.after = label, []string{"BENCH_URL=" + c.url("p1")}, check
+		cmd.label, cmd.env, cmd.after = label, []string{"BENCH_URL=" + c.URL("p1")}, check
 		cmd.before = func() error {
 			if err := next(); err != nil {
 				return err
@@ -121,7 +121,7 @@ steps:
 		if err := next(); err != nil {
 			return err
 		}
-		minimal.argv = []string{h.floor, "each", c.url("p1"), role}
+		minimal.argv = []string{h.floor, "each", c.URL("p1"), role}
 		return nil
 	}
 	cmds := []*command{ps, gen("batch", "runbook generate, transaction: batch (100)"), gen("each", "runbook generate, transaction: each"),
@@ -215,9 +215,9 @@ steps:
 		return err
 	}
 	pipeline := fmt.Sprintf("set -o pipefail; pg_dump -Fc -h 127.0.0.1 -p %d -U postgres -d p2 | pg_restore --no-owner --no-acl -h 127.0.0.1 -p %d -U postgres -d p2",
-		src.port, dst.port)
+		src.Port, dst.Port)
 	// The same binaries for both: PostgreSQL's own, first on PATH.
-	env := []string{"PATH=" + h.pg.bin + ":" + os.Getenv("PATH"), "BENCH_SRC=" + src.url("p2"), "BENCH_TGT=" + dst.url("p2")}
+	env := []string{"PATH=" + h.a.BinDir + ":" + os.Getenv("PATH"), "BENCH_SRC=" + src.URL("p2"), "BENCH_TGT=" + dst.URL("p2")}
 	fresh := func() error {
 		if err := dst.exec("postgres", "DROP DATABASE IF EXISTS p2 WITH (FORCE)"); err != nil {
 			return err
@@ -308,15 +308,15 @@ func (h *harness) p3(n int, audit bool) error {
 	}
 	env := c.env("p3")
 	ps := &command{label: "psql -f (autocommit)", env: env, after: check, before: c.checkpoint,
-		argv: []string{filepath.Join(h.pg.bin, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", filepath.Join(h.work, "p3.sql")}}
+		argv: []string{filepath.Join(h.a.BinDir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", filepath.Join(h.work, "p3.sql")}}
 	run, fresh := h.runbook("p3.yaml")
-	run.label, run.env, run.after = "runbook run, 1,000 sql steps", []string{"BENCH_URL=" + c.url("p3")}, check
+	run.label, run.env, run.after = "runbook run, 1,000 sql steps", []string{"BENCH_URL=" + c.URL("p3")}, check
 	run.before = func() error {
 		fresh()
 		return c.checkpoint()
 	}
 	minimal := &command{label: "exactly-once floor client, sql", before: c.checkpoint, after: check,
-		argv: []string{h.floor, "sql", c.url("p3"), filepath.Join(h.work, "p3.sql")}}
+		argv: []string{h.floor, "sql", c.URL("p3"), filepath.Join(h.work, "p3.sql")}}
 	cmds := []*command{ps, run, minimal}
 	if audit {
 		logged, freshLogged := h.runbook("p3.yaml")
@@ -389,7 +389,7 @@ steps:
 	var cmds []*command
 	for _, mode := range []string{"batch", "all"} {
 		cmd, fresh := h.runbook("p4-" + mode + ".yaml")
-		cmd.label, cmd.env, cmd.timeV = "runbook generate, transaction: "+mode, []string{"BENCH_URL=" + c.url("p4")}, true
+		cmd.label, cmd.env, cmd.timeV = "runbook generate, transaction: "+mode, []string{"BENCH_URL=" + c.URL("p4")}, true
 		cmd.before = func() error { fresh(); return nil }
 		cmd.after = func() error {
 			out, err := outputs(cmd, "many")
@@ -519,7 +519,7 @@ steps:
 `); err != nil {
 		return err
 	}
-	psql := filepath.Join(h.pg.bin, "psql")
+	psql := filepath.Join(h.a.BinDir, "psql")
 	loop := fmt.Sprintf(`set -euo pipefail
 fail=0
 for i in $(seq 1 %d); do
@@ -528,7 +528,7 @@ for i in $(seq 1 %d); do
   [ "$a" = "$b" ] || { echo "t_$i: $a <> $b"; fail=1; }
 done
 exit $fail
-`, n, psql, h.a.port, psql, h.b.port)
+`, n, psql, h.a.Port, psql, h.b.Port)
 	var counts strings.Builder
 	for i := 1; i <= n; i++ {
 		fmt.Fprintf(&counts, "SELECT 't_%d', count(*) FROM t_%d;\n", i, i)
@@ -537,14 +537,14 @@ exit $fail
 %[1]s -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p %[2]d -U postgres -d p5 -f %[4]s > %[5]s.a
 %[1]s -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p %[3]d -U postgres -d p5 -f %[4]s > %[5]s.b
 cmp %[5]s.a %[5]s.b
-`, psql, h.a.port, h.b.port, filepath.Join(h.work, "p5-counts.sql"), filepath.Join(h.work, "p5-out"))
+`, psql, h.a.Port, h.b.Port, filepath.Join(h.work, "p5-counts.sql"), filepath.Join(h.work, "p5-out"))
 	for name, content := range map[string]string{"p5-loop.sh": loop, "p5-sessions.sh": sessions, "p5-counts.sql": counts.String()} {
 		if err := h.write(name, content); err != nil {
 			return err
 		}
 	}
 	rb, fresh := h.runbook("p5.yaml")
-	rb.label, rb.env = "runbook assert compare (both clusters at once)", []string{"BENCH_SRC=" + h.a.url("p5"), "BENCH_TGT=" + h.b.url("p5")}
+	rb.label, rb.env = "runbook assert compare (both clusters at once)", []string{"BENCH_SRC=" + h.a.URL("p5"), "BENCH_TGT=" + h.b.URL("p5")}
 	rb.before = func() error { fresh(); return nil }
 	bashLoop := &command{label: "bash loop: psql -c count(*) per table and cluster", argv: []string{"bash", filepath.Join(h.work, "p5-loop.sh")}}
 	bashSessions := &command{label: "psql -f: one session per cluster, in turn", argv: []string{"bash", filepath.Join(h.work, "p5-sessions.sh")}}

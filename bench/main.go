@@ -46,7 +46,6 @@ type harness struct {
 	work    string // the suite's temporary directory
 	bin     string // the runbook binary
 	floor   string // the exactly-once floor client (bench/floor)
-	pg      *pgEnv
 	a, b    *cluster
 	verbose bool
 	runs    int
@@ -137,13 +136,9 @@ func main() {
 // main prepares the binary and the clusters, runs the goals and cleans up.
 func (h *harness) main(bin string, goals func() error) error {
 	var err error
-	if h.pg, err = findPG(); err != nil {
-		return err
-	}
 	if h.work, err = os.MkdirTemp("", "runbook-bench-"); err != nil {
 		return err
 	}
-	os.Chmod(h.work, 0o755) // the postgres account reaches its cluster directories
 	defer os.RemoveAll(h.work)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -171,11 +166,11 @@ func (h *harness) main(bin string, goals func() error) error {
 	// PL/pgSQL floor of P1 and generate's transaction: all).
 	settings := [][2]string{{"max_locks_per_transaction", "256"}}
 	fmt.Println("starting two throwaway clusters (fsync on)")
-	if h.a, err = startCluster(h.pg, h.work, "a", settings); err != nil {
+	if h.a, err = startCluster("a", settings); err != nil {
 		return err
 	}
 	defer h.stopClusters()
-	if h.b, err = startCluster(h.pg, h.work, "b", settings); err != nil {
+	if h.b, err = startCluster("b", settings); err != nil {
 		return err
 	}
 	h.machine()
@@ -185,7 +180,7 @@ func (h *harness) main(bin string, goals func() error) error {
 func (h *harness) stopClusters() {
 	for _, c := range []*cluster{h.a, h.b} {
 		if c != nil {
-			c.stop(h.pg)
+			c.Stop()
 		}
 	}
 }

@@ -363,6 +363,26 @@ func Pair(t testing.TB, opts ...Option) (source, target *Server) {
 	return cs[0].srv, cs[1].srv
 }
 
+// Start starts a throwaway cluster outside a test, for the benchmark suite:
+// the same cluster as NewCluster's, with its watchdog, but never the
+// RUNBOOK_TEST_DATABASE_URL server, and stopped by the caller with Stop.
+func Start(opts ...Option) (*Server, error) {
+	c, err := startCluster(newConfig(opts))
+	if err != nil {
+		return nil, err
+	}
+	return c.srv, nil
+}
+
+// Stop stops a cluster started by this process at once and removes its
+// directory; it may be called more than once. It does nothing to an external
+// server.
+func (s *Server) Stop() {
+	if s.cluster != nil {
+		s.cluster.stop()
+	}
+}
+
 // Main runs the tests of m, stops every cluster this process started (the
 // shared one included) and exits with the tests' code. Call it from TestMain.
 func Main(m *testing.M) {
