@@ -77,8 +77,7 @@ func BenchmarkRunSQLSteps(b *testing.B) {
 	const steps = 100
 	srv := pgtest.NewCluster(b, pgtest.WithFsync())
 	url := srv.NewDatabase(b)
-	u := strings.SplitN(url, "?", 2)[0]
-	db := u[strings.LastIndex(u, "/")+1:]
+	db := pgtest.DatabaseName(b, url)
 	srv.Exec(b, db, "CREATE TABLE p3 (k int)")
 	var src strings.Builder
 	src.WriteString("version: 1\nname: bench-steps\nparams:\n  url: {secret: true}\nconnections:\n  db: ${{ params.url }}\nsteps:\n")

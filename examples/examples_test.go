@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -86,7 +85,7 @@ func testSQL(t *testing.T, file string) {
 	// are cluster-wide, so it gets a cluster of its own where it is missing.
 	srv := pgtest.NewCluster(t)
 	tgt := srv.NewDatabase(t)
-	db := dbName(t, tgt)
+	db := pgtest.DatabaseName(t, tgt)
 	srv.Exec(t, db, fixture(t, "schema.sql")+fixture(t, "data.sql"))
 	existed := srv.QueryValue(t, db, `SELECT count(*) FROM pg_roles WHERE rolname = 'application'`) == "1"
 
@@ -136,7 +135,7 @@ func testShell(t *testing.T, file string) {
 	srv := pgtest.Shared(t)
 	usePgBin(t, srv)
 	src, tgt := srv.NewDatabase(t), srv.NewDatabase(t)
-	srcDB, tgtDB := dbName(t, src), dbName(t, tgt)
+	srcDB, tgtDB := pgtest.DatabaseName(t, src), pgtest.DatabaseName(t, tgt)
 	srv.Exec(t, srcDB, fixture(t, "schema.sql")+fixture(t, "data.sql"))
 
 	o := run(t, file, inputs{vars: []string{"source_url=" + src, "target_url=" + tgt}})
@@ -201,7 +200,7 @@ func testGenerate(t *testing.T, file string) {
 	// The source as the application left it; the target as restored: the same
 	// objects owned by postgres, sequences not yet moved.
 	src, tgt := srv.NewDatabase(t), srv.NewDatabase(t)
-	srcDB, tgtDB := dbName(t, src), dbName(t, tgt)
+	srcDB, tgtDB := pgtest.DatabaseName(t, src), pgtest.DatabaseName(t, tgt)
 	srv.Exec(t, srcDB, fixture(t, "schema.sql")+fixture(t, "data.sql"))
 	srv.Exec(t, tgtDB, fixture(t, "schema.sql"))
 	count := func(relkind string) float64 {
@@ -241,7 +240,7 @@ func testAssert(t *testing.T, file string) {
 	srv.Exec(t, "postgres", fixture(t, "roles.sql"))
 	// A copy that is complete and handed over.
 	src, tgt := srv.NewDatabase(t), srv.NewDatabase(t)
-	srcDB, tgtDB := dbName(t, src), dbName(t, tgt)
+	srcDB, tgtDB := pgtest.DatabaseName(t, src), pgtest.DatabaseName(t, tgt)
 	srv.Exec(t, srcDB, fixture(t, "schema.sql")+fixture(t, "data.sql"))
 	srv.Exec(t, tgtDB, fixture(t, "schema.sql")+fixture(t, "data.sql")+fixture(t, "handed-over.sql"))
 	p := inputs{vars: []string{"source_url=" + src, "target_url=" + tgt}}
@@ -288,7 +287,7 @@ func testParams(t *testing.T, file string) {
 	} {
 		t.Run(c.customer, func(t *testing.T) {
 			src, tgt := srv.NewDatabase(t), srv.NewDatabase(t)
-			tgtDB := dbName(t, tgt)
+			tgtDB := pgtest.DatabaseName(t, tgt)
 			if c.setup != "" {
 				srv.Exec(t, tgtDB, c.setup)
 			}
@@ -332,7 +331,7 @@ func testParams(t *testing.T, file string) {
 func testConfirm(t *testing.T, file string) {
 	srv := pgtest.Shared(t)
 	tgt := srv.NewDatabase(t)
-	db := dbName(t, tgt)
+	db := pgtest.DatabaseName(t, tgt)
 	// Another session on the database, which the go-ahead message counts.
 	other := srv.Connect(t, db)
 	p := inputs{vars: []string{"target_url=" + tgt, "heroku_app=acme-production"}}
@@ -390,7 +389,7 @@ func testControl(t *testing.T, file string) {
 		t.Skip("changes the postgres role's settings: needs a throwaway cluster, not RUNBOOK_TEST_DATABASE_URL")
 	}
 	tgt := srv.NewDatabase(t)
-	db := dbName(t, tgt)
+	db := pgtest.DatabaseName(t, tgt)
 	srv.Exec(t, db, fixture(t, "schema.sql")+fixture(t, "data.sql"))
 	before := roleSettings(t, srv)
 	if !slices.Contains(before, "pgaudit.log=all") {
@@ -638,15 +637,6 @@ func fixture(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func dbName(t *testing.T, raw string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimPrefix(u.Path, "/")
 }
 
 func b2i(b bool) int {

@@ -149,33 +149,20 @@ steps:
 	}
 
 	// Every effect exactly once.
-	rows := srv.Query(t, dbName(url), `SELECT k, count(*) FROM effects GROUP BY k HAVING count(*) <> 1 ORDER BY k LIMIT 10`)
+	rows := srv.Query(t, pgtest.DatabaseName(t, url), `SELECT k, count(*) FROM effects GROUP BY k HAVING count(*) <> 1 ORDER BY k LIMIT 10`)
 	if len(rows) > 0 {
 		t.Errorf("effects applied more than once: %v", rows)
 	}
 	want := 3*genRows + sqlSteps
-	if got := srv.QueryValue(t, dbName(url), `SELECT count(DISTINCT k) FROM effects`); got != fmt.Sprint(want) {
+	if got := srv.QueryValue(t, pgtest.DatabaseName(t, url), `SELECT count(DISTINCT k) FROM effects`); got != fmt.Sprint(want) {
 		t.Errorf("%s distinct effects, want %d (a step or statement was skipped)", got, want)
 	}
-	if got := srv.QueryValue(t, dbName(copyURL), `SELECT count(*) FROM source_rows`); got != fmt.Sprint(genRows) {
+	if got := srv.QueryValue(t, pgtest.DatabaseName(t, copyURL), `SELECT count(*) FROM source_rows`); got != fmt.Sprint(genRows) {
 		t.Errorf("the copied table has %s rows, want %d", got, genRows)
 	}
 }
 
-func dbName(url string) string {
-	name := url[strings.LastIndex(url, "/")+1:]
-	if i := strings.IndexByte(name, '?'); i >= 0 {
-		name = name[:i]
-	}
-	return name
-}
-
-func tail(s string) string {
-	if len(s) > 3000 {
-		return "…" + s[len(s)-3000:]
-	}
-	return s
-}
+func tail(s string) string { return testbin.Tail(s, 3000) }
 
 // TestInDoubtCommitSettledByServer kills the process exactly inside the two
 // in-doubt windows — after the transaction id is durable but before COMMIT, and
@@ -233,10 +220,10 @@ steps:
 			if !strings.Contains(out, `"event":"step.settled"`) || !strings.Contains(out, tc.settled) {
 				t.Errorf("resume did not settle the in-doubt transaction as %q:\n%s", tc.settled, tail(out))
 			}
-			if rows := srv.Query(t, dbName(url), `SELECT k, count(*) FROM effects GROUP BY k HAVING count(*) <> 1`); len(rows) > 0 {
+			if rows := srv.Query(t, pgtest.DatabaseName(t, url), `SELECT k, count(*) FROM effects GROUP BY k HAVING count(*) <> 1`); len(rows) > 0 {
 				t.Errorf("effects repeated: %v", rows)
 			}
-			if got := srv.QueryValue(t, dbName(url), `SELECT count(*) FROM effects`); got != "32" {
+			if got := srv.QueryValue(t, pgtest.DatabaseName(t, url), `SELECT count(*) FROM effects`); got != "32" {
 				t.Errorf("%s effects, want 32", got)
 			}
 		})

@@ -176,8 +176,7 @@ func BenchmarkFrozenList(b *testing.B) {
 func TestGenerateStreamsTheFrozenList(t *testing.T) {
 	srv := pgtest.Shared(t)
 	url := srv.NewDatabase(t)
-	base := strings.SplitN(url, "?", 2)[0]
-	db := base[strings.LastIndex(base, "/")+1:]
+	db := pgtest.DatabaseName(t, url)
 	srv.Exec(t, db, "CREATE TABLE t (n int PRIMARY KEY)")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "rb.yaml")

@@ -135,7 +135,7 @@ steps:
 	}
 
 	// The run did what it was asked: the secrets were usable.
-	if got := srv.QueryValue(t, dbName(dst), `SELECT token FROM t`); got != token {
+	if got := srv.QueryValue(t, pgtest.DatabaseName(t, dst), `SELECT token FROM t`); got != token {
 		t.Errorf("the pipe did not copy the table (token %q)", got)
 	}
 	if !strings.Contains(stdout.String(), "cmd.stdout") || !strings.Contains(stdout.String(), "the command line would contain a secret") {

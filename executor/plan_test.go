@@ -19,7 +19,7 @@ import (
 func TestPlanGenerate(t *testing.T) {
 	srv := pgtest.Shared(t)
 	url := srv.NewDatabase(t)
-	db := dbName(url)
+	db := pgtest.DatabaseName(t, url)
 	srv.Exec(t, db, `CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."Order ""Items""" (x int); CREATE TABLE public.plain (x int);
 		CREATE ROLE plan_app; CREATE TABLE audit_trail (n int);
 		CREATE FUNCTION sneaky() RETURNS text LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit_trail VALUES (1); RETURN 'SELECT 1'; END $$;`)

@@ -44,7 +44,7 @@ steps:
 		if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		return dir, []string{"rb.yaml", "--var", "url=" + url, "--state", "st.json", "--log-format", "json"}, dbName(url)
+		return dir, []string{"rb.yaml", "--var", "url=" + url, "--state", "st.json", "--log-format", "json"}, pgtest.DatabaseName(t, url)
 	}
 	crash := func(t *testing.T, dir string, args []string, at string) {
 		t.Setenv("RUNBOOK_CRASH_AFTER", at)

@@ -52,7 +52,7 @@ steps:
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	db := dbName(url)
+	db := pgtest.DatabaseName(t, url)
 	active := `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'runbook/sigint/%' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'`
 	deadline := time.Now().Add(10 * time.Second)
 	for srv.QueryValue(t, db, active) != "1" {
@@ -185,7 +185,7 @@ steps:
 	if code, out := crashRun(t, bin, dir, 0, append([]string{"resume"}, args...)...); code != 0 {
 		t.Fatalf("resume: exit %d\n%s", code, tail(out))
 	}
-	if got := srv.QueryValue(t, dbName(url), `SELECT answer FROM "mixed Case"`); got != "42" {
+	if got := srv.QueryValue(t, pgtest.DatabaseName(t, url), `SELECT answer FROM "mixed Case"`); got != "42" {
 		t.Errorf("the step after the crash saw outputs %q, want 42", got)
 	}
 }

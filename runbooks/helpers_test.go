@@ -3,7 +3,6 @@ package runbooks_test
 import (
 	"bytes"
 	"context"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,20 +53,12 @@ func clusters(t *testing.T) (src, tgt *pgtest.Server) {
 func newMigration(t *testing.T, src, tgt *pgtest.Server, fixtures ...string) *migration {
 	t.Helper()
 	m := &migration{src: src, tgt: tgt, srcURL: src.NewDatabase(t), tgtURL: tgt.NewDatabase(t)}
-	m.srcName, m.tgtName = dbName(t, m.srcURL), dbName(t, m.tgtURL)
+	m.srcName, m.tgtName = pgtest.DatabaseName(t, m.srcURL), pgtest.DatabaseName(t, m.tgtURL)
 	src.Exec(t, m.srcName, "DROP EXTENSION IF EXISTS pgaudit")
 	for _, f := range fixtures {
 		src.Exec(t, m.srcName, f)
 	}
 	return m
-}
-
-func dbName(t testing.TB, raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimPrefix(u.Path, "/")
 }
 
 func readFixture(t testing.TB, name string) string {

@@ -117,6 +117,18 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	return s.URL(name)
 }
 
+// DatabaseName returns the database of a connection URL, such as one that
+// NewDatabase or URL returned. A URL without one fails the test (the message
+// leaves the URL out: it may hold a password).
+func DatabaseName(t testing.TB, connURL string) string {
+	t.Helper()
+	u, err := url.Parse(connURL)
+	if err != nil || strings.Trim(u.Path, "/") == "" {
+		t.Fatal("pgtest: no database in the connection URL")
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}
+
 func (s *Server) newDatabaseName(testName string) string {
 	dbSeq.Lock()
 	dbSeq.n++

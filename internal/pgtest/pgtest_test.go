@@ -21,7 +21,10 @@ func TestSharedIsolatedDatabases(t *testing.T) {
 	if a == b {
 		t.Fatalf("NewDatabase returned %s twice", a)
 	}
-	dbA, dbB := dbName(t, a), dbName(t, b)
+	dbA, dbB := DatabaseName(t, a), DatabaseName(t, b)
+	if !s.External() && !strings.HasSuffix(a, "/"+dbA+"?sslmode=disable") {
+		t.Errorf("odd URL %s", a)
+	}
 	s.Exec(t, dbA, "CREATE TABLE only_in_a (x int); INSERT INTO only_in_a VALUES (1), (2)")
 	if got := s.QueryValue(t, dbA, "SELECT count(*) FROM only_in_a"); got != "2" {
 		t.Errorf("count in %s = %s, want 2", dbA, got)
@@ -39,21 +42,11 @@ func TestSharedIsolatedDatabases(t *testing.T) {
 	t.Run("dropped", func(t *testing.T) {
 		var url string
 		t.Run("inner", func(t *testing.T) { url = s.NewDatabase(t) })
-		name := dbName(t, url)
+		name := DatabaseName(t, url)
 		if got := s.QueryValue(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = $1", name); got != "0" {
 			t.Errorf("database %s still exists after its test ended", name)
 		}
 	})
-}
-
-func dbName(t *testing.T, url string) string {
-	t.Helper()
-	i := strings.LastIndex(url, "/")
-	j := strings.IndexByte(url, '?')
-	if i < 0 || j < i {
-		t.Fatalf("odd URL %s", url)
-	}
-	return url[i+1 : j]
 }
 
 func TestPairDistinctClusters(t *testing.T) {
@@ -106,7 +99,7 @@ func TestNewClusterStoppedAndRemoved(t *testing.T) {
 
 func TestPgaudit(t *testing.T) {
 	s := NewCluster(t, WithPgaudit())
-	db := dbName(t, s.NewDatabase(t))
+	db := DatabaseName(t, s.NewDatabase(t))
 	if got := s.QueryValue(t, db, "SHOW pgaudit.log"); got != "all" {
 		t.Errorf("SHOW pgaudit.log = %q, want all", got)
 	}
