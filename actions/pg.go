@@ -638,26 +638,32 @@ func (t *trip) drain(p *pgconn.Pipeline, pc *pgconn.PgConn, synced bool) {
 	p.Close()
 }
 
-func readTag(p *pgconn.Pipeline) (pgconn.CommandTag, error) {
+// nextResult returns the pipeline's next result, which must be a
+// statement's; what names it for the error otherwise.
+func nextResult(p *pgconn.Pipeline, what string) (*pgconn.ResultReader, error) {
 	res, err := p.GetResults()
 	if err != nil {
-		return pgconn.CommandTag{}, err
+		return nil, err
 	}
 	rr, ok := res.(*pgconn.ResultReader)
 	if !ok {
-		return pgconn.CommandTag{}, fmt.Errorf("pipeline: expected a result, got %T", res)
+		return nil, fmt.Errorf("pipeline: expected %s, got %T", what, res)
+	}
+	return rr, nil
+}
+
+func readTag(p *pgconn.Pipeline) (pgconn.CommandTag, error) {
+	rr, err := nextResult(p, "a result")
+	if err != nil {
+		return pgconn.CommandTag{}, err
 	}
 	return rr.Close()
 }
 
 func (r *tripResult) readXID(p *pgconn.Pipeline) error {
-	res, err := p.GetResults()
+	rr, err := nextResult(p, "the transaction id")
 	if err != nil {
 		return err
-	}
-	rr, ok := res.(*pgconn.ResultReader)
-	if !ok {
-		return fmt.Errorf("pipeline: expected the transaction id, got %T", res)
 	}
 	return r.readXIDFrom(rr)
 }
