@@ -337,12 +337,21 @@ func (st *State) snapshotLocked() error {
 // writeAtomic writes a file so that a crash leaves the old or the new content,
 // never a mix: temp file, fsync, rename, fsync of the directory.
 func writeAtomic(path string, data []byte) error {
+	return writeAtomicWith(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeAtomicWith is writeAtomic with the content written by write, whose
+// error is returned as it is.
+func writeAtomicWith(path string, write func(w io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -504,52 +513,35 @@ func (st *State) Unfinished() bool { return st.Outcome != "succeeded" }
 // is.
 func (st *State) freeze(stepID string, write func(add func(string) error) error) (*frozenList, error) {
 	name := fmt.Sprintf("%s.%s.frozen.json", strings.TrimSuffix(st.path, ".json"), stepID)
-	failed := func(err error) (*frozenList, error) {
-		return nil, fmt.Errorf("freezing the generated statements: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".tmp*")
-	if err != nil {
-		return failed(err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	w := bufio.NewWriterSize(tmp, 256<<10)
-	w.WriteString("[")
 	n := 0
-	var buf []byte
-	add := func(stmt string) error {
-		buf = buf[:0]
-		if n > 0 {
-			buf = append(buf, ',')
+	var werr error // write's own error, returned as it is
+	err := writeAtomicWith(name, func(f io.Writer) error {
+		w := bufio.NewWriterSize(f, 256<<10)
+		w.WriteString("[")
+		var buf []byte
+		add := func(stmt string) error {
+			buf = buf[:0]
+			if n > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendJSONString(append(buf, '\n'), stmt)
+			if _, err := w.Write(buf); err != nil {
+				return fmt.Errorf("freezing the generated statements: %w", err)
+			}
+			n++
+			return nil
 		}
-		buf = appendJSONString(append(buf, '\n'), stmt)
-		if _, err := w.Write(buf); err != nil {
-			return fmt.Errorf("freezing the generated statements: %w", err)
+		if werr = write(add); werr != nil {
+			return werr
 		}
-		n++
-		return nil
-	}
-	if err := write(add); err != nil {
-		return nil, err
-	}
-	w.WriteString("\n]\n")
-	if err := w.Flush(); err != nil {
-		return failed(err)
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		return failed(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return failed(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return failed(err)
-	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
-		return failed(err)
-	}
-	if err := syncDir(filepath.Dir(name)); err != nil {
-		return failed(err)
+		w.WriteString("\n]\n")
+		return w.Flush()
+	})
+	switch {
+	case werr != nil:
+		return nil, werr
+	case err != nil:
+		return nil, fmt.Errorf("freezing the generated statements: %w", err)
 	}
 	return &frozenList{path: name, n: n}, nil
 }
