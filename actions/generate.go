@@ -116,7 +116,9 @@ func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
 			}
 			return nil, fmt.Errorf("the journal records %d statements done of a frozen list of %d: cannot resume", p.Done, n)
 		}
-		g.list, g.done = p.Statements, p.Done
+		// The executor refused to go on if the server restarted since and
+		// lost commits (docs/state.md); what was durable is durable.
+		g.list, g.done, g.durable = p.Statements, p.Done, min(p.Durable, p.Done)
 		rc.Log.Info().Str("event", "generate.resume").Int("statements", g.list.Len()).Int("done", g.done).
 			Msg("resuming with the frozen statement list")
 	} else {
@@ -275,11 +277,6 @@ func (g *genRun) exec(ctx context.Context) error {
 		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("reading synchronous_commit: %w", err)))
 	}
 	g.syncOK, g.lastSync = sc != "off", time.Now()
-	// The executor refused to go on if the server restarted since and lost
-	// commits (docs/state.md); what was durable is durable.
-	if p := g.rc.Journal.Resume(); p != nil {
-		g.durable = min(p.Durable, g.done)
-	}
 	if g.prep, err = prepare(ctx, g.pc, g.canFlush); err != nil {
 		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("preparing: %w", err)))
 	}
