@@ -19,6 +19,7 @@ import (
 
 	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/jsonstr"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -524,7 +525,7 @@ func (st *State) freeze(stepID string, write func(add func(string) error) error)
 			if n > 0 {
 				buf = append(buf, ',')
 			}
-			buf = appendJSONString(append(buf, '\n'), stmt)
+			buf = jsonstr.Append(append(buf, '\n'), stmt)
 			if _, err := w.Write(buf); err != nil {
 				return fmt.Errorf("freezing the generated statements: %w", err)
 			}
@@ -544,21 +545,6 @@ func (st *State) freeze(stepID string, write func(add func(string) error) error)
 		return nil, fmt.Errorf("freezing the generated statements: %w", err)
 	}
 	return &frozenList{path: name, n: n}, nil
-}
-
-// appendJSONString appends s as a JSON string: as it is between quotes when
-// it is printable ASCII without quote or backslash (most statements), else as
-// encoding/json writes it.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // frozenList is a frozen statement list in its file. It implements

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/runbookhq/runbook/internal/jsonstr"
 	"gopkg.in/yaml.v3"
 )
 
@@ -87,7 +87,7 @@ func canonicalJSON(b []byte, n *yaml.Node) (_ []byte, ok bool) {
 				}
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, n.Content[i].Value)
+			b = jsonstr.Append(b, n.Content[i].Value)
 			b = append(b, ':')
 			if b, ok = canonicalJSON(b, n.Content[i+1]); !ok {
 				return b, false
@@ -97,7 +97,7 @@ func canonicalJSON(b []byte, n *yaml.Node) (_ []byte, ok bool) {
 	case yaml.ScalarNode:
 		switch n.ShortTag() {
 		case "!!str":
-			return appendJSONString(b, n.Value), true
+			return jsonstr.Append(b, n.Value), true
 		case "!!null":
 			return append(b, "null"...), true
 		case "!!bool":
@@ -111,58 +111,4 @@ func canonicalJSON(b []byte, n *yaml.Node) (_ []byte, ok bool) {
 		}
 	}
 	return b, false
-}
-
-// appendJSONString appends s as encoding/json encodes a string (HTML
-// characters, U+2028, U+2029 and invalid UTF-8 escaped).
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
