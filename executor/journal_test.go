@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/pgtest"
-	"github.com/runbookhq/runbook/schema"
 )
 
 // newTestState is a state with an open (preallocated) journal in a temp dir.
@@ -179,8 +177,7 @@ func TestGenerateStreamsTheFrozenList(t *testing.T) {
 	db := pgtest.DatabaseName(t, url)
 	srv.Exec(t, db, "CREATE TABLE t (n int PRIMARY KEY)")
 	dir := t.TempDir()
-	file := filepath.Join(dir, "rb.yaml")
-	os.WriteFile(file, []byte(`version: 1
+	src := `version: 1
 name: stream
 params:
   url: {secret: true}
@@ -193,19 +190,11 @@ steps:
       query: SELECT format('INSERT INTO t VALUES (%s)', g) FROM generate_series(1, 10000) g
       transaction: batch
       batch_size: 6000
-`), 0o644)
-	rb, err := schema.LoadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals, err := rb.ResolveParams(schema.ParamInputs{Vars: []string{"url=" + url}})
-	if err != nil {
+`
+	if err := logRun(t, dir, src, []string{"url=" + url}, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "state.json")
-	if _, err := Run(context.Background(), Options{Runbook: rb, Values: vals, StatePath: state, Console: io.Discard, LogFormat: "json"}); err != nil {
-		t.Fatal(err)
-	}
 	if got := srv.QueryValue(t, db, "SELECT count(*) || ' ' || sum(n) FROM t"); got != "10000 50005000" {
 		t.Errorf("rows: %s", got)
 	}
