@@ -19,6 +19,10 @@ func init() {
 // Kind implements schema.Action.
 func (*Confirm) Kind() string { return "confirm" }
 
+// Effects implements Effecter: an approval changes nothing (it is recorded
+// in the audit log).
+func (*Confirm) Effects() Effects { return None }
+
 // Run implements Runner: the approver decides (a terminal prompt, --yes,
 // --approve ID); who approved, when and how is logged as confirm.approved.
 func (a *Confirm) Run(ctx context.Context, rc *Context) (Outputs, error) {

@@ -2,15 +2,19 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/pgtx"
 	"github.com/runbookhq/runbook/internal/sqlsplit"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -108,29 +112,35 @@ func (a *Generate) Validate(v *schema.Validation) {
 // is what each would have committed, and the failure names the statement.
 func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	g := &genRun{a: a, rc: rc, target: a.Target()}
-	if p := rc.Journal.Resume(); p != nil && (p.Statements != nil || p.Done > 0) {
-		if p.Statements == nil || p.Done > p.Statements.Len() || p.Done < 0 {
-			n := 0
-			if p.Statements != nil {
-				n = p.Statements.Len()
-			}
-			return nil, fmt.Errorf("the journal records %d statements done of a frozen list of %d: cannot resume", p.Done, n)
+	if data := rc.Journal.Unit(genUnit); data != nil {
+		p, err := parseGenData(data)
+		if err != nil {
+			return nil, err
+		}
+		list, err := openFrozen(rc.Journal, p.of)
+		if err != nil {
+			return nil, err
+		}
+		if p.done > list.Len() || p.done < 0 {
+			return nil, fmt.Errorf("the journal records %d statements done of a frozen list of %d: cannot resume", p.done, list.Len())
 		}
 		// The executor refused to go on if the server restarted since and
-		// lost commits (docs/state.md); what was durable is durable.
-		g.list, g.done, g.durable = p.Statements, p.Done, min(p.Durable, p.Done)
+		// lost commits (docs/state.md); what is recorded is committed.
+		g.list, g.done, g.durable = list, p.done, p.done
 		rc.Log.Info().Str("event", "generate.resume").Int("statements", g.list.Len()).Int("done", g.done).
 			Msg("resuming with the frozen statement list")
 	} else {
-		// The statements go to the journal's file as the rows arrive: the
+		// The statements go to the journal's blob as the rows arrive: the
 		// list is durable before the first runs, and never in memory whole.
-		list, err := rc.Journal.Freeze(func(add func(string) error) error {
+		list, err := freeze(rc.Journal, func(add func(string) error) error {
 			_, err := a.generate(ctx, rc, add)
 			return err
 		})
 		if err != nil {
 			return nil, err
 		}
+		// The unit's first record, with the first commit, names the list's
+		// length; a crash before it finds no unit, and generates anew.
 		g.list = list
 	}
 	g.n = g.list.Len()
@@ -141,6 +151,75 @@ func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
 		}
 	}
 	return g.outputs(g.done), nil
+}
+
+// genUnit is a generate step's one unit of work in the journal: its data
+// counts the statements of the frozen list (the blob of the same name) known
+// committed, {"done":D,"of":N}.
+const genUnit = "statements"
+
+func genData(done, of int) []byte {
+	b := make([]byte, 0, 40)
+	b = append(b, `{"done":`...)
+	b = strconv.AppendInt(b, int64(done), 10)
+	b = append(b, `,"of":`...)
+	b = strconv.AppendInt(b, int64(of), 10)
+	return append(b, '}')
+}
+
+type genProgress struct{ done, of int }
+
+func parseGenData(b []byte) (genProgress, error) {
+	var v struct {
+		Done *int `json:"done"`
+		Of   *int `json:"of"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.Done == nil {
+		return genProgress{}, fmt.Errorf("the journal's record of the statements done is not readable: %s", b)
+	}
+	p := genProgress{done: *v.Done, of: -1}
+	if v.Of != nil {
+		p.of = *v.Of
+	}
+	return p, nil
+}
+
+// Effects implements Effecter: every statement commits through the journal
+// (a statement that must run in autocommit is recorded as it ends, with a
+// warning).
+func (a *Generate) Effects() Effects { return Journaled }
+
+// Retryable implements Retrier.
+func (a *Generate) Retryable(err error) bool { return Transient(err) }
+
+// Connections implements Connector.
+func (a *Generate) Connections() []string {
+	if a.Target() == a.On.Name {
+		return []string{a.On.Name}
+	}
+	return []string{a.On.Name, a.Target()}
+}
+
+// DescribePoint implements Describer.
+func (a *Generate) DescribePoint(_ string, data []byte) string {
+	return fmt.Sprintf("statement %d", doneOf(data))
+}
+
+// DescribeDoubt implements Describer.
+func (a *Generate) DescribeDoubt(step, _ string, durable, recorded []byte) string {
+	return fmt.Sprintf("statements %d to %d of step %s took effect", doneOf(durable)+1, doneOf(recorded), step)
+}
+
+// doneOf is the count of statements done that data records, 0 for none.
+func doneOf(data []byte) int {
+	if data == nil {
+		return 0
+	}
+	p, err := parseGenData(data)
+	if err != nil {
+		return 0
+	}
+	return p.done
 }
 
 // generate runs the generator query and adds its non-null cells, in row
@@ -209,10 +288,11 @@ type genRun struct {
 	done   int // statements known committed
 
 	pc         *pgconn.PgConn
-	id         backendID
+	id         pgtx.Backend
 	prep       *prepared
-	pend       PendingTx // recorded by BeforeCommit, COMMIT not yet sent
-	pendFrom   int       // the first statement of pend
+	pend       Tx  // recorded by BeforeCommit, COMMIT not yet sent
+	pendFrom   int // the first statement of pend
+	pendTo     int // the statement count once pend commits
 	hasPending bool
 
 	// Durability of the commits (docs/state.md, "Exactly once"): commits
@@ -269,7 +349,7 @@ func (g *genRun) exec(ctx context.Context) error {
 		return err
 	}
 	g.pc = conn.PgConn()
-	if g.id, err = backendIdentity(ctx, g.pc); err != nil {
+	if g.id, err = pgtx.Identify(ctx, g.pc); err != nil {
 		return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("reading the backend's identity: %w", err)))
 	}
 	var sc string
@@ -330,7 +410,7 @@ func (g *genRun) loop(ctx context.Context) error {
 			// In doubt: the pending transaction stays recorded, for the
 			// server to settle.
 			logCommitError(g.rc.Log, res.err)
-			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pend.Done, res.err)))
+			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pendTo, res.err)))
 		}
 		// The unit's transaction never got a COMMIT: it is rolled back.
 		g.hasPending = false
@@ -365,7 +445,7 @@ func (g *genRun) loop(ctx context.Context) error {
 		if res := c.run(ctx, g.pc); res.err != nil {
 			endTx(ctx, g.pc)
 			logCommitError(g.rc.Log, res.err)
-			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pend.Done, res.err)))
+			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pendTo, res.err)))
 		}
 		if err := g.committed(); err != nil {
 			return err
@@ -435,9 +515,9 @@ func (g *genRun) abort(ctx context.Context, err error) error {
 // beforeCommit records the transaction of the unit being sent (unitFrom …
 // unitTo-1), whose id xid has just arrived: durably, before its COMMIT.
 func (g *genRun) beforeCommit(xid uint64) error {
-	g.pendFrom = g.unitFrom
-	g.pend = g.id.pending(g.target, xid, g.unitTo, g.outputs(g.unitTo))
-	g.pend.Async, g.pend.Durable = g.unitAsync, g.durable
+	g.pendFrom, g.pendTo = g.unitFrom, g.unitTo
+	g.pend = Tx{Unit: genUnit, Tx: g.id.Tx(g.target, xid), Data: genData(g.unitTo, g.n)}
+	g.pend.Async = g.unitAsync
 	if err := g.rc.Journal.BeforeCommit(g.leadCtx, g.pend); err != nil {
 		return err
 	}
@@ -447,7 +527,7 @@ func (g *genRun) beforeCommit(xid uint64) error {
 
 func (g *genRun) committed() error {
 	g.hasPending = false
-	g.done = g.pend.Done
+	g.done = g.pendTo
 	if !g.pend.Async {
 		g.durable, g.lastSync = g.done, time.Now()
 	}
@@ -471,7 +551,7 @@ func (g *genRun) barrier(ctx context.Context) {
 			Msg("could not make the committed statements durable on the server")
 		return
 	}
-	tx := PendingTx{Conn: g.target, Server: g.id.server, Done: g.done, Outputs: g.outputs(g.done)}
+	tx := Tx{Unit: genUnit, Tx: pgtx.Tx{Conn: g.target, Server: g.id.Server}, Data: genData(g.done, g.n)}
 	if err := g.rc.Journal.Committed(tx); err == nil {
 		g.durable = g.done
 	}
@@ -525,7 +605,7 @@ func (g *genRun) autocommit(ctx context.Context, f int, stmt string) error {
 	g.done = f + 1
 	// Not known durable: an autocommitted statement (VACUUM …) writes no
 	// commit record that flushes the ones before it.
-	if err := g.rc.Journal.Committed(PendingTx{Conn: g.target, Server: g.id.server, Async: true, Durable: g.durable, Done: f + 1, Outputs: g.outputs(f + 1)}); err != nil {
+	if err := g.rc.Journal.Committed(Tx{Unit: genUnit, Tx: pgtx.Tx{Conn: g.target, Server: g.id.Server, Async: true}, Data: genData(f+1, g.n)}); err != nil {
 		return err
 	}
 	// The statement may have been DISCARD ALL: prepare again.
@@ -703,4 +783,30 @@ func (p *progressLine) clear() {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.shown = false
 	}
+}
+
+// ErrRunTime is returned by a Previewer whose statements depend on what
+// earlier steps output: they are known only at run time.
+var ErrRunTime = errors.New("known only at run time")
+
+// Preview implements Previewer: it runs the generator query inside a READ
+// ONLY transaction, rolled back, and returns the statements the step would
+// execute now (plan --generate). It executes none of them.
+func (a *Generate) Preview(ctx context.Context, rc *Context) ([]string, error) {
+	if a.Query.Dynamic() || slices.ContainsFunc(a.Args, schema.Template.Dynamic) {
+		return nil, ErrRunTime
+	}
+	conn, err := rc.Conns.Conn(ctx, a.On.Name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "BEGIN TRANSACTION READ ONLY"); err != nil {
+		return nil, rc.Redact.Error(fmt.Errorf("plan: starting a read-only transaction: %w", err))
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+	list := []string{}
+	if _, err := a.generate(ctx, rc, func(s string) error { list = append(list, s); return nil }); err != nil {
+		return nil, err
+	}
+	return list, nil
 }

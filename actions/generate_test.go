@@ -87,8 +87,8 @@ func TestGenerateModes(t *testing.T) {
 				if b.Tx.XID == 0 || b.Tx.BackendPID != pid || b.Tx.BackendStart.IsZero() || b.Tx.Conn != "db" {
 					t.Errorf("pending tx = %+v", b.Tx)
 				}
-				if b.Tx.Outputs["executed"] != b.Tx.Done || b.Tx.Outputs["statements"] != 5 {
-					t.Errorf("pending outputs = %v", b.Tx.Outputs)
+				if p, err := parseGenData(b.Tx.Data); err != nil || p.done != b.done() || p.of != 5 {
+					t.Errorf("pending unit data = %s", b.Tx.Data)
 				}
 				if got := db.value(t, "SELECT pg_xact_status($1::text::xid8)", strconv.FormatUint(b.Tx.XID, 10)); got != "committed" {
 					t.Errorf("pg_xact_status(%d) = %s", b.Tx.XID, got)
@@ -161,7 +161,7 @@ func TestGenerateResumeUsesFrozenList(t *testing.T) {
 		"INSERT INTO log (v) VALUES ('s2')",
 		"INSERT INTO log (v) VALUES ('s3')",
 	}
-	f.journal.resume = &Progress{Statements: StatementList(frozen), Done: 2}
+	f.journal.prime(frozen, 2)
 	out := f.mustRun("g")
 	if out["statements"] != 4 || out["executed"] != 4 {
 		t.Errorf("outputs = %v", out)
@@ -177,12 +177,13 @@ func TestGenerateResumeUsesFrozenList(t *testing.T) {
 	}
 
 	// Everything was done: nothing runs.
-	f.journal.resume, f.journal.calls = &Progress{Statements: StatementList(frozen), Done: 4}, nil
+	f.journal.prime(frozen, 4)
 	if out := f.mustRun("g"); out["executed"] != 4 || f.journal.sequence() != "" {
 		t.Errorf("outputs = %v, journal = %s", out, f.journal.sequence())
 	}
 	// A journal that cannot be right.
-	f.journal.resume = &Progress{Statements: StatementList(frozen), Done: 5}
+	f.journal.prime(frozen, 4)
+	f.journal.units[genUnit] = genData(5, len(frozen))
 	if err := f.runErr("g"); !strings.Contains(err.Error(), "cannot resume") {
 		t.Errorf("error = %v", err)
 	}
@@ -279,7 +280,7 @@ func TestGenerateOutsideTransaction(t *testing.T) {
 				t.Errorf("warnings = %v", warns)
 			}
 			for _, c := range f.journal.of("committed") {
-				if c.Tx.Done == 2 && c.Tx.XID != 0 {
+				if c.done() == 2 && c.Tx.XID != 0 {
 					t.Errorf("autocommit statement recorded with xid %d", c.Tx.XID)
 				}
 			}
@@ -677,7 +678,7 @@ func TestGenerateDurability(t *testing.T) {
 				t.Fatalf("%s rows", v)
 			}
 			async := 0
-			var last PendingTx
+			var last Tx
 			for _, call := range f.journal.of("before") {
 				if call.Tx.Async {
 					async++

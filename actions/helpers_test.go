@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -194,6 +195,20 @@ func (c *testConns) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 	if conn := c.open[name]; conn != nil && !conn.IsClosed() {
 		return conn, nil
 	}
+	conn, err := c.dial(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	c.open[name] = conn
+	return conn, nil
+}
+
+// Extra implements Conns: another session, closed when the test ends.
+func (c *testConns) Extra(ctx context.Context, name string) (*pgx.Conn, error) {
+	return c.dial(ctx, name)
+}
+
+func (c *testConns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 	url, ok := c.urls[name]
 	if !ok {
 		return nil, fmt.Errorf("no connection %q", name)
@@ -212,7 +227,6 @@ func (c *testConns) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 		return nil, err
 	}
 	c.t.Cleanup(func() { conn.Close(context.Background()) })
-	c.open[name] = conn
 	return conn, nil
 }
 
@@ -232,7 +246,24 @@ func (c *testConns) conn(name string) *pgx.Conn {
 type journalCall struct {
 	Kind       string // freeze, before, committed
 	Statements []string
-	Tx         PendingTx
+	Tx         Tx
+}
+
+// done is the statement count a Tx records: a generate step's statements
+// done, an sql step's statements (its outputs).
+func (c journalCall) done() int {
+	var v struct {
+		Done       *int `json:"done"`
+		Statements *int `json:"statements"`
+	}
+	json.Unmarshal(c.Tx.Data, &v)
+	switch {
+	case v.Done != nil:
+		return *v.Done
+	case v.Statements != nil:
+		return *v.Statements
+	}
+	return 0
 }
 
 func (c journalCall) String() string {
@@ -240,46 +271,106 @@ func (c journalCall) String() string {
 	case "freeze":
 		return fmt.Sprintf("freeze(%d)", len(c.Statements))
 	case "before":
-		return fmt.Sprintf("before(%d)", c.Tx.Done)
+		return fmt.Sprintf("before(%d)", c.done())
 	}
-	return fmt.Sprintf("committed(%d)", c.Tx.Done)
+	return fmt.Sprintf("committed(%d)", c.done())
 }
 
-// memJournal records the calls; resume primes what Resume returns.
+// memJournal implements Journal in memory and records the calls.
 type memJournal struct {
-	mu     sync.Mutex
-	resume *Progress
-	calls  []journalCall
-	// failBefore makes BeforeCommit fail when Done reaches it (0: never).
+	mu    sync.Mutex
+	units map[string]json.RawMessage
+	blobs map[string][]byte
+	calls []journalCall
+	// failBefore makes BeforeCommit fail when the statements done reach it
+	// (0: never).
 	failBefore int
 }
 
-func (j *memJournal) Resume() *Progress { return j.resume }
-
-func (j *memJournal) Freeze(write func(add func(string) error) error) (Statements, error) {
-	var statements []string
-	if err := write(func(s string) error { statements = append(statements, s); return nil }); err != nil {
-		return nil, err
+// prime makes the journal hold what an earlier run of a generate step left:
+// its frozen list and the statements done.
+func (j *memJournal) prime(frozen []string, done int) {
+	j.mu.Lock()
+	j.units, j.blobs = nil, nil
+	j.mu.Unlock()
+	if _, err := freeze(j, func(add func(string) error) error {
+		for _, s := range frozen {
+			if err := add(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		panic(err)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.calls = append(j.calls, journalCall{Kind: "freeze", Statements: statements})
-	return StatementList(statements), nil
+	j.units = map[string]json.RawMessage{genUnit: genData(done, len(frozen))}
+	j.calls = nil
 }
 
-func (j *memJournal) BeforeCommit(ctx context.Context, tx PendingTx) error {
+func (j *memJournal) Unit(name string) json.RawMessage {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.failBefore > 0 && tx.Done >= j.failBefore {
-		return fmt.Errorf("journal: disk full")
+	return j.units[name]
+}
+
+func (j *memJournal) Units() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []string
+	for k := range j.units {
+		out = append(out, k)
 	}
-	j.calls = append(j.calls, journalCall{Kind: "before", Tx: tx})
+	sort.Strings(out)
+	return out
+}
+
+func (j *memJournal) PutBlob(name string, write func(w io.Writer) error) error {
+	var b bytes.Buffer
+	if err := write(&b); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.blobs == nil {
+		j.blobs = map[string][]byte{}
+	}
+	j.blobs[name] = b.Bytes()
+	var stmts []string
+	if err := json.Unmarshal(b.Bytes(), &stmts); err != nil {
+		return err
+	}
+	j.calls = append(j.calls, journalCall{Kind: "freeze", Statements: stmts})
 	return nil
 }
 
-func (j *memJournal) Committed(tx PendingTx) error {
+func (j *memJournal) OpenBlob(name string) (io.ReadCloser, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	b, ok := j.blobs[name]
+	if !ok {
+		return nil, ErrNoBlob
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (j *memJournal) BeforeCommit(ctx context.Context, tx Tx) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	c := journalCall{Kind: "before", Tx: tx}
+	if j.failBefore > 0 && c.done() >= j.failBefore {
+		return fmt.Errorf("journal: disk full")
+	}
+	j.calls = append(j.calls, c)
+	return nil
+}
+
+func (j *memJournal) Committed(tx Tx) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	// Units are what prime sets: the steps of a test share the journal,
+	// and each starts from what an earlier run left.
 	j.calls = append(j.calls, journalCall{Kind: "committed", Tx: tx})
 	return nil
 }

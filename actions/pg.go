@@ -291,10 +291,6 @@ const (
 	// logical decoding.
 	xidFlushSQL = "SELECT pg_current_xact_id(), " + flushSQL
 	flushSQL    = "pg_logical_emit_message(true, 'runbook', 'flush')"
-	// backendSQL is the backend's identity: pid and start time, and the
-	// server's start time (UTC, microseconds, independent of DateStyle and
-	// TimeZone).
-	backendSQL = `SELECT pg_backend_pid(), (SELECT to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') FROM pg_stat_activity WHERE pid = pg_backend_pid()), to_char(pg_postmaster_start_time() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
 )
 
 // Stages of a round trip at which it can fail, besides a statement's index.
@@ -682,69 +678,6 @@ func (r *tripResult) readXIDFrom(rr *pgconn.ResultReader) error {
 		perr = errors.New("no transaction id")
 	}
 	return perr
-}
-
-func parseTime(what string, b []byte) (time.Time, error) {
-	if b == nil {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(b))
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%s %q: %v", what, b, err)
-	}
-	return t, nil
-}
-
-// backendIdentity returns the pid and start time of the connection's server
-// process, and the server's start time. They do not change while the
-// connection lives: the server is asked once per connection and the answer
-// kept with it (pgconn's CustomData), so that a transaction's id, asked
-// before every COMMIT, comes from SELECT pg_current_xact_id() alone. A query
-// of pg_stat_activity, a view of several joins, costs the server about 0.3 ms
-// to plan and run: on a run of one-statement sql steps it was a third of each
-// step's time (docs/performance.md).
-func backendIdentity(ctx context.Context, pc *pgconn.PgConn) (backendID, error) {
-	if id, ok := pc.CustomData()[identityKey].(backendID); ok && id.pid == pc.PID() {
-		return id, nil
-	}
-	res := pc.ExecParams(ctx, backendSQL, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return backendID{}, res.Err
-	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 3 {
-		return backendID{}, errors.New("cannot read the backend's identity")
-	}
-	row := res.Rows[0]
-	pid, err := strconv.ParseUint(string(row[0]), 10, 32)
-	if err != nil {
-		return backendID{}, fmt.Errorf("backend pid %q: %v", row[0], err)
-	}
-	id := backendID{pid: uint32(pid)}
-	if id.start, err = parseTime("backend start", row[1]); err != nil {
-		return backendID{}, err
-	}
-	if id.server, err = parseTime("server start", row[2]); err != nil {
-		return backendID{}, err
-	}
-	pc.CustomData()[identityKey] = id
-	return id, nil
-}
-
-// identityKey keeps a connection's backendID in its CustomData.
-const identityKey = "runbook.backend"
-
-// backendID identifies a connection's server process and the run of the
-// server it belongs to.
-type backendID struct {
-	pid    uint32
-	start  time.Time // the backend's start
-	server time.Time // the server's start (pg_postmaster_start_time)
-}
-
-// pending returns the record of a transaction of this backend about to
-// commit.
-func (id backendID) pending(conn string, xid uint64, done int, out Outputs) PendingTx {
-	return PendingTx{Conn: conn, XID: xid, BackendPID: id.pid, BackendStart: id.start, Server: id.server, Done: done, Outputs: out}
 }
 
 // execSimple runs sql alone through the simple query protocol, outside any

@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/pgtx"
 	"github.com/runbookhq/runbook/internal/sqlsplit"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -37,6 +39,38 @@ func (*SQL) Kind() string { return "sql" }
 
 // InTransaction reports whether the script runs as one transaction.
 func (a *SQL) InTransaction() bool { return a.Transaction == nil || *a.Transaction }
+
+// Effects implements Effecter: a script in one transaction commits through
+// the journal; statements in autocommit are untracked.
+func (a *SQL) Effects() Effects {
+	if a.InTransaction() {
+		return Journaled
+	}
+	return Untracked
+}
+
+// Retryable implements Retrier: only errors worth retrying as they are.
+func (a *SQL) Retryable(err error) bool { return Transient(err) }
+
+// Connections implements Connector.
+func (a *SQL) Connections() []string { return []string{a.On.Name} }
+
+// DescribePoint implements Describer.
+func (a *SQL) DescribePoint(_ string, data []byte) string {
+	if data == nil {
+		return "the start"
+	}
+	return "the script's commit"
+}
+
+// DescribeDoubt implements Describer.
+func (a *SQL) DescribeDoubt(step, _ string, _, _ []byte) string {
+	return fmt.Sprintf("step %s's transaction committed", step)
+}
+
+// sqlUnit is the journal's unit of an sql step in a transaction: its data,
+// once the transaction committed, is the step's outputs.
+const sqlUnit = "commit"
 
 // Validate implements schema.Validator.
 func (a *SQL) Validate(v *schema.Validation) {
@@ -75,7 +109,7 @@ func (a *SQL) script() string {
 // whatever its length: one pipeline of BEGIN, every statement and the query of
 // the transaction id; then, after the journal's BeforeCommit, COMMIT. (The
 // backend's identity, recorded with the transaction id, is asked once per
-// connection: see backendIdentity.) With args or capture the last statement runs on its
+// connection: see pgtx.Identify.) With args or capture the last statement runs on its
 // own, described first so that parameters and values are typed (two more
 // round trips). With transaction: false each statement runs alone through the
 // simple query protocol, in autocommit, one round trip each, with no journal
@@ -88,6 +122,15 @@ func (a *SQL) script() string {
 // statements), statements (int) and, with capture, rows and row (see
 // JSONValue for the values).
 func (a *SQL) Run(ctx context.Context, rc *Context) (Outputs, error) {
+	if done := rc.Journal.Unit(sqlUnit); done != nil && a.InTransaction() {
+		// The transaction committed in an earlier attempt or run whose end
+		// was not recorded (the executor settled it with the server).
+		var out Outputs
+		if err := json.Unmarshal(done, &out); err != nil {
+			return nil, fmt.Errorf("the journal's record of the committed transaction: %w", err)
+		}
+		return out, nil
+	}
 	script := a.fileScript
 	if a.File == "" {
 		s, err := a.Script.String(rc.Env)
@@ -149,7 +192,7 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 	for i, s := range r.stmts {
 		texts[i] = s.SQL
 	}
-	id, err := backendIdentity(ctx, r.pc)
+	id, err := pgtx.Identify(ctx, r.pc)
 	if err != nil {
 		endTx(ctx, r.pc)
 		return r.rc.Redact.Error(withCtx(ctx, fmt.Errorf("reading the backend's identity: %w", err)))
@@ -171,7 +214,12 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 			return r.fail(ctx, n, res.err)
 		}
 	}
-	tx := id.pending(r.a.On.Name, res.xid, n, r.out)
+	data, err := json.Marshal(r.out)
+	if err != nil {
+		endTx(ctx, r.pc)
+		return fmt.Errorf("outputs: %w", err)
+	}
+	tx := Tx{Unit: sqlUnit, Tx: id.Tx(r.a.On.Name, res.xid), Data: data}
 	if err := r.rc.Journal.BeforeCommit(ctx, tx); err != nil {
 		endTx(ctx, r.pc)
 		return err

@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,7 +58,8 @@ func TestSQLMultiStatement(t *testing.T) {
 		t.Fatalf("journal = %s", got)
 	}
 	tx := f.journal.of("before")[0].Tx
-	if tx.Conn != "db" || tx.XID == 0 || tx.Outputs["rows_affected"] != int64(5) {
+	var txOut Outputs
+	if err := json.Unmarshal(tx.Data, &txOut); err != nil || tx.Conn != "db" || tx.XID == 0 || tx.Unit != sqlUnit || txOut["rows_affected"] != float64(5) {
 		t.Errorf("pending tx = %+v", tx)
 	}
 	if got := db.value(t, "SELECT pg_xact_status($1::text::xid8)", strconv.FormatUint(tx.XID, 10)); got != "committed" {

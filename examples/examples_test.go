@@ -544,7 +544,7 @@ func run(t *testing.T, file string, p inputs, opts ...executor.Options) outcome 
 	_, err = executor.Run(ctx, o)
 	res := outcome{code: exitcode.Of(err), err: err, out: buf.String(), steps: map[string]*executor.StepState{},
 		events: testbin.Events(t, buf.String())}
-	st, serr := executor.ReadStatus(o.StatePath)
+	st, serr := executor.ReadStatus(executor.NewFileStore(o.StatePath))
 	if serr != nil {
 		t.Fatalf("state after the run (exit %d, %v): %v", res.code, err, serr)
 	}

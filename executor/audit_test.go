@@ -633,7 +633,7 @@ func TestAuditWriterBackgroundSync(t *testing.T) {
 			if bytes.Equal(tc.write, stepEnd) && w.syncing == nil {
 				t.Fatal("no fsync started at step.end")
 			}
-			if err := st.update("a", true, func(s *StepState) { s.Status = "running" }); err != nil {
+			if err := st.update("a", true, func(s *StepState) { s.Status = "running" }, nil); err != nil {
 				t.Fatal(err)
 			}
 			if w.syncing != nil {

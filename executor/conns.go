@@ -63,6 +63,17 @@ func (c *conns) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 	if conn := c.open[name]; conn != nil && !conn.IsClosed() {
 		return conn, nil
 	}
+	conn, err := c.dial(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	c.open[name] = conn
+	return conn, nil
+}
+
+// dial opens a session on a connection: its settings, the notice and
+// cancellation hooks, the server's identity checked and recorded.
+func (c *conns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 	cfg, err := c.config(name)
 	if err != nil {
 		return nil, err
@@ -98,8 +109,43 @@ func (c *conns) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 	log.Info().Str("event", "conn.open").Str("host", cfg.Host).Uint16("port", cfg.Port).
 		Str("database", cfg.Database).Str("user", cfg.User).Str("server_version", srv.Version).
 		Str("system_identifier", srv.SystemID).Msg("connected")
-	c.open[name] = conn
 	return conn, nil
+}
+
+// forStep returns the connections as one attempt of a step sees them: extra
+// sessions it opens are closed when the attempt ends (closeExtra).
+func (c *conns) forStep() *stepConns { return &stepConns{conns: c} }
+
+// stepConns implements actions.Conns for one attempt of a step.
+type stepConns struct {
+	*conns
+	mu    sync.Mutex
+	extra []*pgx.Conn
+}
+
+// Extra implements actions.Conns: a session of its own on a connection, with
+// the same settings, identity check and masking as the step's main one.
+func (s *stepConns) Extra(ctx context.Context, name string) (*pgx.Conn, error) {
+	conn, err := s.dial(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.extra = append(s.extra, conn)
+	s.mu.Unlock()
+	return conn, nil
+}
+
+// closeExtra closes the extra sessions the attempt opened.
+func (s *stepConns) closeExtra() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, conn := range s.extra {
+		ctx, cancel := context.WithTimeout(context.Background(), timeoutClose)
+		conn.Close(ctx)
+		cancel()
+	}
+	s.extra = nil
 }
 
 // ChildEnv implements actions.Conns: libpq's environment for a child process,

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,8 @@ const timeoutClose = 5 * time.Second
 type Options struct {
 	Runbook *schema.Runbook
 	Values  schema.Values
+	// Store keeps the run's state; nil for the file store at StatePath.
+	Store Store
 	// StatePath is the state file; "" derives one (DefaultStatePath).
 	StatePath string
 	// LogPath is the audit log (JSON lines, appended); "" for none.
@@ -107,16 +110,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Operator == "" {
 		o.Operator = osUser()
 	}
-	path := o.StatePath
-	if path == "" {
-		path = DefaultStatePath(rb, o.Values)
+	store := o.Store
+	if store == nil {
+		path := o.StatePath
+		if path == "" {
+			path = DefaultStatePath(rb, o.Values)
+		}
+		store = NewFileStore(path)
 	}
+	path := store.Where()
 	if err := checkSelection(rb, o); err != nil {
 		return nil, err
 	}
 
-	lock, err := lockState(path)
-	if err != nil {
+	if err := store.Lock(); err != nil {
 		return nil, err
 	}
 	// The audit log is opened before the state changes: a log that cannot be
@@ -124,13 +131,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var audit *auditWriter
 	if o.LogPath != "" {
 		if audit, err = openAudit(o.LogPath); err != nil {
-			lock.Close()
+			store.Close()
 			return nil, err
 		}
 	}
-	st, err := prepareState(path, lock, rb, o)
+	st, err := prepareState(store, rb, o)
 	if err != nil {
-		lock.Close()
+		store.Close()
 		if audit != nil {
 			audit.f.Close()
 		}
@@ -174,8 +181,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 }
 
 // prepareState loads or creates the state for a run or a resume.
-func prepareState(path string, lock *os.File, rb *schema.Runbook, o Options) (*State, error) {
-	old, err := loadState(path)
+func prepareState(store Store, rb *schema.Runbook, o Options) (*State, error) {
+	path := store.Where()
+	old, err := loadState(store)
 	if err != nil {
 		return nil, exitcode.With(exitcode.Refused, err)
 	}
@@ -187,13 +195,13 @@ func prepareState(path string, lock *os.File, rb *schema.Runbook, o Options) (*S
 		if err := checkResume(old, rb, o); err != nil {
 			return nil, err
 		}
-		old.lock = lock
-		old.path = path
-		if err := old.open(); err != nil {
+		// A new snapshot (of the current format) and an empty journal.
+		if err := old.create(); err != nil {
 			return nil, err
 		}
 		for id := range alwaysAgain(old, rb) {
-			if err := old.update(id, false, func(s *StepState) { s.Status, s.Attempts = Pending, 0 }); err != nil {
+			// Clean-up steps run afresh: nothing of their last run counts.
+			if err := old.update(id, false, func(s *StepState) { s.Status, s.Attempts = Pending, 0 }, resetUnits(old.step(id))); err != nil {
 				return nil, err
 			}
 		}
@@ -202,23 +210,34 @@ func prepareState(path string, lock *os.File, rb *schema.Runbook, o Options) (*S
 		return nil, exitcode.With(exitcode.Refused, fmt.Errorf("state %s holds an unfinished run (%s, started %s by %s); continue it with:\n  %s\nor start over with --fresh (the old state is archived)",
 			path, old.RunID, old.Started.Format(time.RFC3339), old.Operator, resumeCmd))
 	case old != nil:
-		archive := fmt.Sprintf("%s.%s", path, old.Started.Format("20060102T150405Z"))
-		if err := os.Rename(path, archive); err != nil {
-			return nil, err
+		if _, err := store.Archive(old.Started.Format("20060102T150405Z")); err != nil {
+			return nil, fmt.Errorf("state %s: archiving the last run: %w", path, err)
 		}
-		os.Rename(path+".journal", archive+".journal")
 	}
-	st := newState(path, newRunID(), o.Operator, rb, o.Values)
+	st := newState(store, newRunID(), o.Operator, rb, o.Values)
 	st.From, st.Only = o.From, o.Only
-	st.lock = lock
 	// The runbook as it ran, so that a refused resume can show what changed.
-	if err := writeAtomic(path+".runbook.yaml", rb.Source); err != nil {
+	ref, err := store.PutBlob("runbook.yaml", func(w io.Writer) error { _, err := w.Write(rb.Source); return err })
+	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
-	if err := st.open(); err != nil {
+	st.RunbookCopy = ref
+	if err := st.create(); err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	return st, nil
+}
+
+// resetUnits returns the changes that remove every unit of a step.
+func resetUnits(s *StepState) map[string]*UnitState {
+	if s == nil || len(s.Units) == 0 {
+		return nil
+	}
+	out := map[string]*UnitState{}
+	for name := range s.Units {
+		out[name] = nil
+	}
+	return out
 }
 
 // checkResume refuses a resume whose runbook or params do not match the state.
@@ -227,7 +246,7 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 		return exitcode.With(exitcode.Refused, fmt.Errorf("resume refused: "+format, args...))
 	}
 	if !st.Unfinished() {
-		return refuse("the run %s in %s already succeeded; start a new one with runbook run", st.RunID, st.path)
+		return refuse("the run %s in %s already succeeded; start a new one with runbook run", st.RunID, st.store.Where())
 	}
 	if st.Runbook.Name != rb.Name {
 		return refuse("the state belongs to runbook %s, not %s", st.Runbook.Name, rb.Name)
@@ -243,8 +262,13 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 	again := alwaysAgain(st, rb)
 	var drift []string
 	var old *schema.Runbook
-	if src, err := os.ReadFile(st.path + ".runbook.yaml"); err == nil {
-		old, _ = schema.Load(rb.File, src)
+	if st.RunbookCopy != "" {
+		if f, err := st.store.OpenBlob(st.RunbookCopy); err == nil {
+			if src, err := io.ReadAll(f); err == nil {
+				old, _ = schema.Load(rb.File, src)
+			}
+			f.Close()
+		}
 	}
 	for _, s := range st.Steps {
 		if s.Status != Succeeded && s.Status != Skipped || again[s.ID] {
@@ -359,8 +383,8 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.log.Info().Str("event", "run.start").Str("operator", r.o.Operator).Str("host", hostname()).
 		Str("version", r.o.Version).Str("runbook", rb.File).Str("runbook_digest", rb.Digest).
-		Interface("params", params).Str("ticket", r.o.Ticket).Str("state", st.path).Bool("resume", r.o.Resume).
-		Msgf("%s %s (run %s, state %s)", map[bool]string{true: "resuming", false: "starting"}[r.o.Resume], rb.Name, st.RunID, st.path)
+		Interface("params", params).Str("ticket", r.o.Ticket).Str("state", st.store.Where()).Bool("resume", r.o.Resume).
+		Msgf("%s %s (run %s, state %s)", map[bool]string{true: "resuming", false: "starting"}[r.o.Resume], rb.Name, st.RunID, st.store.Where())
 
 	// Earlier steps' results, for expressions (they survive a resume).
 	for _, s := range st.Steps {
@@ -395,7 +419,7 @@ func (r *runner) run(ctx context.Context) error {
 		if ss != nil && (ss.Status == Succeeded || ss.Status == Skipped) {
 			continue
 		}
-		if !started || (len(r.o.Only) > 0 && !contains(r.o.Only, step.ID)) {
+		if !started || (len(r.o.Only) > 0 && !slices.Contains(r.o.Only, step.ID)) {
 			continue
 		}
 		if (failure != nil || interrupted) && !step.Always {
@@ -414,7 +438,7 @@ func (r *runner) run(ctx context.Context) error {
 		case err == nil:
 		case errors.Is(err, errApprovalRequired):
 			r.log.Warn().Str("event", "run.paused").Str("step", step.ID).Msgf("step %s needs approval: resume with --approve %s, or run on a terminal", step.ID, step.ID)
-			return r.finish("approval-required", exitcode.With(exitcode.Approval, fmt.Errorf("step %s needs approval; continue with:\n  %s --approve %s", step.ID, resumeCommand(r.o, st.path), step.ID)))
+			return r.finish("approval-required", exitcode.With(exitcode.Approval, fmt.Errorf("step %s needs approval; continue with:\n  %s --approve %s", step.ID, resumeCommand(r.o, st.store.Where()), step.ID)))
 		case ctx.Err() != nil && !interrupted:
 			interrupted = true
 			r.log.Warn().Str("event", "run.interrupted").Str("step", step.ID).Msg("interrupted: running clean-up (always) steps; the state is resumable")
@@ -427,9 +451,9 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	switch {
 	case interrupted:
-		return r.finish("interrupted", exitcode.With(exitcode.Interrupted, fmt.Errorf("interrupted; the state is resumable:\n  %s", resumeCommand(r.o, st.path))))
+		return r.finish("interrupted", exitcode.With(exitcode.Interrupted, fmt.Errorf("interrupted; the state is resumable:\n  %s", resumeCommand(r.o, st.store.Where()))))
 	case failure != nil:
-		return r.finish("failed", exitcode.With(exitcode.StepFailed, fmt.Errorf("%w\nfix the cause, then continue with:\n  %s", failure, resumeCommand(r.o, st.path))))
+		return r.finish("failed", exitcode.With(exitcode.StepFailed, fmt.Errorf("%w\nfix the cause, then continue with:\n  %s", failure, resumeCommand(r.o, st.store.Where()))))
 	}
 	return r.finish("succeeded", nil)
 }
@@ -462,13 +486,4 @@ func (r *runner) finish(outcome string, err error) error {
 func hostname() string {
 	h, _ := os.Hostname()
 	return h
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -434,7 +434,7 @@ steps:
 	if o := h.run(nil, executor.Options{Only: []string{"nope"}, Fresh: true}); o.code != exitcode.Invalid {
 		t.Errorf("--only of an unknown step: exit %d, want 2", o.code)
 	}
-	st, err := executor.ReadStatus(h.state)
+	st, err := executor.ReadStatus(executor.NewFileStore(h.state))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,100 +1,29 @@
 package executor
 
 import (
-	"errors"
+	"bytes"
+	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/pgtest"
 )
 
 // newTestState is a state with an open (preallocated) journal in a temp dir.
 func newTestState(t testing.TB) *State {
 	t.Helper()
-	st := &State{Format: StateFormat, RunID: "r", path: filepath.Join(t.TempDir(), "s.state.json"), Servers: map[string]Server{},
+	store := NewFileStore(filepath.Join(t.TempDir(), "s.state.json"))
+	st := &State{Format: StateFormat, RunID: "r", store: store, Servers: map[string]Server{},
 		Started: time.Now().UTC()}
-	if err := st.open(); err != nil {
+	if err := st.create(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if st.journal != nil {
-			st.journal.Close()
-		}
-	})
+	t.Cleanup(func() { store.Close() })
 	return st
-}
-
-func readAll(t testing.TB, l actions.Statements, from int) []string {
-	t.Helper()
-	r, err := l.Read(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []string
-	for {
-		s, err := r.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-}
-
-func TestFrozenList(t *testing.T) {
-	st := newTestState(t)
-	long := "SELECT '" + strings.Repeat("long ", 150<<10) + "'" // beyond the reader's buffer
-	want := []string{"ALTER TABLE \"Weird\"\"name\" OWNER TO app", "SELECT 'line\nbreak', '\\', '\x01', 'é', '\u2028'", "", long,
-		"INSERT INTO t VALUES ('<&>')", long + "\\"}
-	list, err := st.freeze("g", func(add func(string) error) error {
-		for _, s := range want {
-			if err := add(s); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if list.Len() != len(want) {
-		t.Fatalf("Len = %d", list.Len())
-	}
-	for from := 0; from <= len(want); from++ {
-		if got := readAll(t, list, from); strings.Join(got, "|") != strings.Join(want[from:], "|") {
-			t.Errorf("from %d: %.200q", from, got)
-		}
-	}
-	// Counted again when the state did not record the count.
-	l2, err := openFrozen(list.path, 0)
-	if err != nil || l2.Len() != len(want) {
-		t.Fatalf("openFrozen: %v, %v", l2, err)
-	}
-	// The file is a JSON array, as docs/state.md says; an older state's list
-	// (one line) reads the same.
-	old := filepath.Join(t.TempDir(), "old.frozen.json")
-	os.WriteFile(old, []byte(`["a","b\n",  "c"]`+"\n"), 0o600)
-	l3, err := openFrozen(old, 0)
-	if err != nil || l3.Len() != 3 || strings.Join(readAll(t, l3, 1), "|") != "b\n|c" {
-		t.Fatalf("old format: %v %v", l3, err)
-	}
-	// An error of the writer is returned as it is, and leaves no file.
-	boom := errors.New("boom")
-	if _, err := st.freeze("h", func(add func(string) error) error { add("x"); return boom }); err != boom {
-		t.Errorf("error = %v", err)
-	}
-	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(st.path), "*.h.frozen*")); len(m) != 0 {
-		t.Errorf("left behind: %v", m)
-	}
 }
 
 // TestJournalPreallocated: records go in place into a zero-filled journal
@@ -102,24 +31,25 @@ func TestFrozenList(t *testing.T) {
 func TestJournalPreallocated(t *testing.T) {
 	st := newTestState(t)
 	st.Steps = []*StepState{{ID: "a", Status: Pending}, {ID: "b", Status: Pending}}
-	fi, _ := os.Stat(st.path + ".journal")
+	path := st.store.Where()
+	fi, _ := os.Stat(path + ".journal")
 	if fi.Size() != journalChunk {
 		t.Fatalf("journal size %d, want %d preallocated", fi.Size(), journalChunk)
 	}
 	big := strings.Repeat("x", 300<<10)
 	for i := 0; i < 20; i++ { // 6 MB: the journal grows
-		if err := st.update("a", i%2 == 0, func(s *StepState) { s.Status, s.Error = Running, fmt.Sprint(i, big) }); err != nil {
+		if err := st.update("a", i%2 == 0, func(s *StepState) { s.Status, s.Error = Running, fmt.Sprint(i, big) }, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := st.update("b", true, func(s *StepState) { s.Status = Succeeded }); err != nil {
+	if err := st.update("b", true, func(s *StepState) { s.Status = Succeeded }, nil); err != nil {
 		t.Fatal(err)
 	}
-	fi, _ = os.Stat(st.path + ".journal")
+	fi, _ = os.Stat(path + ".journal")
 	if fi.Size() <= journalChunk || fi.Size()%journalChunk != 0 {
 		t.Errorf("journal size %d, want whole chunks beyond the first", fi.Size())
 	}
-	got, err := loadState(st.path)
+	got, err := loadState(NewFileStore(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,42 +58,11 @@ func TestJournalPreallocated(t *testing.T) {
 	}
 	// A torn record (a crash mid-write) ends the journal: what follows is
 	// not applied.
-	f, _ := os.OpenFile(st.path+".journal", os.O_WRONLY, 0)
-	f.WriteAt([]byte(`{"step":{"id":"b","status":"fai`), st.jEnd)
+	f, _ := os.OpenFile(path+".journal", os.O_WRONLY, 0)
+	f.WriteAt([]byte(`{"step":{"id":"b","status":"fai`), st.store.(*FileStore).jEnd)
 	f.Close()
-	if got, err = loadState(st.path); err != nil || got.step("b").Status != Succeeded {
+	if got, err = loadState(NewFileStore(path)); err != nil || got.step("b").Status != Succeeded {
 		t.Errorf("torn record: %v, %+v", err, got.step("b"))
-	}
-}
-
-// BenchmarkFrozenList: freezing and reading back a million statements.
-func BenchmarkFrozenList(b *testing.B) {
-	const n = 1000000
-	st := newTestState(b)
-	for b.Loop() {
-		list, err := st.freeze("g", func(add func(string) error) error {
-			for i := 0; i < n; i++ {
-				if err := add(fmt.Sprintf("SELECT %d AS n, 'a generated statement of a typical length'", i)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		r, err := list.Read(0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			if _, err := r.Next(); err == io.EOF {
-				break
-			} else if err != nil {
-				b.Fatal(err)
-			}
-		}
-		r.Close()
 	}
 }
 
@@ -198,19 +97,31 @@ steps:
 	if got := srv.QueryValue(t, db, "SELECT count(*) || ' ' || sum(n) FROM t"); got != "10000 50005000" {
 		t.Errorf("rows: %s", got)
 	}
-	st, err := loadState(state)
+	st, err := loadState(NewFileStore(state))
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := st.step("g")
-	if g.Status != Succeeded || g.FrozenLen != 10000 || g.Outputs["executed"] != float64(10000) {
+	if g.Status != Succeeded || compactJSON(g.Units["statements"].Data) != `{"done":10000,"of":10000}` || g.Outputs["executed"] != float64(10000) {
 		t.Errorf("step %+v", g)
 	}
-	list, err := openFrozen(g.Frozen, 0)
-	if err != nil || list.Len() != 10000 {
-		t.Fatalf("frozen list: %v, %v", list, err)
+	// The frozen list is the step's blob: a JSON array, a statement a line.
+	f, err := st.openBlob("g", "statements")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := readAll(t, list, 9999); len(got) != 1 || got[0] != "INSERT INTO t VALUES (10000)" {
-		t.Errorf("last statement %q", got)
+	defer f.Close()
+	var list []string
+	if err := json.NewDecoder(f).Decode(&list); err != nil || len(list) != 10000 || list[9999] != "INSERT INTO t VALUES (10000)" {
+		t.Fatalf("frozen list: %d statements, %v", len(list), err)
 	}
+}
+
+// compactJSON is JSON without its layout.
+func compactJSON(b []byte) string {
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return string(b)
+	}
+	return out.String()
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -443,18 +444,18 @@ func (p *Plan) Generate(ctx context.Context, rb *schema.Runbook, vals schema.Val
 	defer cs.close()
 	p.Generated = nil
 	for i, s := range rb.Steps {
-		g, ok := s.Action.(*actions.Generate)
+		g, ok := s.Action.(actions.Previewer)
 		if !ok || (p.Steps[i].WillRun != nil && !*p.Steps[i].WillRun) {
 			continue
 		}
 		gen := Generation{Step: s.ID}
-		if g.Query.Dynamic() || anyDynamic(g.Args) {
+		rc := &actions.Context{Step: s, Env: env, Log: zerolog.Nop(), Conns: cs.forStep(), Redact: red}
+		stmts, err := g.Preview(ctx, rc)
+		if errors.Is(err, actions.ErrRunTime) {
 			gen.Note = "reads earlier steps' outputs: generated at run time"
 			p.Generated = append(p.Generated, gen)
 			continue
 		}
-		rc := &actions.Context{Step: s, Env: env, Log: zerolog.Nop(), Conns: cs, Redact: red}
-		stmts, err := g.Preview(ctx, rc)
 		if err != nil {
 			return fmt.Errorf("step %s: %w", s.ID, red.Error(err))
 		}
@@ -466,13 +467,4 @@ func (p *Plan) Generate(ctx context.Context, rb *schema.Runbook, vals schema.Val
 	}
 	p.Digest = p.digest()
 	return nil
-}
-
-func anyDynamic(ts []schema.Template) bool {
-	for _, t := range ts {
-		if t.Dynamic() {
-			return true
-		}
-	}
-	return false
 }

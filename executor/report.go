@@ -17,7 +17,9 @@ import (
 
 // ReportOptions say what runbook report reads.
 type ReportOptions struct {
-	// StatePath is the run's state file (required).
+	// Store is the run's state; nil for the file store at StatePath.
+	Store Store
+	// StatePath is the run's state file (when Store is nil).
 	StatePath string
 	// LogPath is the audit log the run appended to; "" reports from the state
 	// alone.
@@ -171,12 +173,16 @@ func BuildReport(o ReportOptions) (*Report, error) {
 	if o.MaxOutput <= 0 {
 		o.MaxOutput = 10
 	}
-	st, err := ReadStatus(o.StatePath)
+	store := o.Store
+	if store == nil {
+		store = NewFileStore(o.StatePath)
+	}
+	st, err := ReadStatus(store)
 	if err != nil {
 		return nil, err
 	}
 	r := &Report{Status: st, LogPath: o.LogPath, opts: o}
-	if full, err := loadState(o.StatePath); err == nil && full != nil {
+	if full, err := loadState(store); err == nil && full != nil {
 		r.Servers, r.Secrets, r.Approved = full.Servers, full.Secrets, full.Approved
 	}
 	if o.LogPath == "" {

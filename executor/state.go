@@ -2,31 +2,26 @@ package executor
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/runbookhq/runbook/actions"
-	"github.com/runbookhq/runbook/internal/exitcode"
-	"github.com/runbookhq/runbook/internal/jsonstr"
 	"github.com/runbookhq/runbook/schema"
 )
 
-// StateFormat is the version of the state file's format (docs/state.md).
-const StateFormat = 1
+// StateFormat is the version of the state's format (docs/state.md). Format 1
+// (a generate step's progress as a statement count) is migrated on load.
+const StateFormat = 2
 
-// Step statuses (SPEC §5).
+// Step statuses (docs/state.md).
 const (
 	Pending   = "pending"
 	Running   = "running"
@@ -35,13 +30,11 @@ const (
 	Skipped   = "skipped"
 )
 
-// State is a run's durable record. It lives in two files: a snapshot (PATH,
-// JSON, written atomically: temp file, fsync, rename, fsync of the directory)
-// and a journal beside it (PATH.journal, one JSON record per line, each fsynced
-// before the work it describes moves on). Loading applies the journal to the
-// snapshot; a torn last line (a crash mid-write) is ignored, because nothing
-// was done on its strength. Secrets are never written: secret params appear
-// only as "supplied".
+// State is a run's durable record: a snapshot and the journal of records
+// applied to it, kept by a Store. Loading applies the journal to the
+// snapshot; a torn last record (a crash mid-write) is ignored, because
+// nothing was done on its strength. Secrets are never written: secret params
+// appear only as "supplied".
 type State struct {
 	Format   int               `json:"format"`
 	RunID    string            `json:"run_id"`
@@ -59,16 +52,18 @@ type State struct {
 	Only     []string           `json:"only,omitempty"`
 	Steps    []*StepState       `json:"steps"`
 	Approved map[string]Approve `json:"approvals,omitempty"`
+	// RunbookCopy is the blob holding the runbook as it ran, so that a
+	// refused resume can show what changed.
+	RunbookCopy string `json:"runbook_copy,omitempty"`
 
-	path    string
-	journal *os.File
-	jEnd    int64 // where the next journal record goes
-	jCap    int64 // the journal's preallocated (zero-filled, fsynced) length
-	lock    *os.File
-	mu      sync.Mutex
-	index   map[string]int // a step's position in Steps (see indexOf)
-	// afterSync, when set, is called after each fsync of the journal (the
-	// audit log's wait for its own background fsync).
+	store Store
+	mu    sync.Mutex
+	index map[string]int // a step's position in Steps (see indexOf)
+	// dirty holds, per step, the units changed in memory since the step's
+	// last record: its next record carries them.
+	dirty map[string]map[string]*UnitState
+	// afterSync, when set, is called after each durable record (the audit
+	// log's wait for its own background fsync).
 	afterSync func()
 }
 
@@ -92,24 +87,61 @@ type Approve = actions.Approval
 
 // StepState is one step's durable record.
 type StepState struct {
-	ID       string             `json:"id"`
-	Digest   string             `json:"digest"`
-	Status   string             `json:"status"`
-	Attempts int                `json:"attempts,omitempty"`
-	Started  *time.Time         `json:"started_at,omitempty"`
-	Ended    *time.Time         `json:"ended_at,omitempty"`
-	Error    string             `json:"error,omitempty"`
-	Outputs  actions.Outputs    `json:"outputs,omitempty"`
-	Progress *actions.Progress  `json:"progress,omitempty"`
-	Pending  *actions.PendingTx `json:"pending_tx,omitempty"`
-	// Frozen is the file holding a generate step's frozen statement list,
-	// and FrozenLen how many statements it holds.
-	Frozen    string `json:"frozen,omitempty"`
-	FrozenLen int    `json:"frozen_statements,omitempty"`
+	ID       string          `json:"id"`
+	Digest   string          `json:"digest"`
+	Status   string          `json:"status"`
+	Attempts int             `json:"attempts,omitempty"`
+	Started  *time.Time      `json:"started_at,omitempty"`
+	Ended    *time.Time      `json:"ended_at,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Outputs  actions.Outputs `json:"outputs,omitempty"`
+	// Units are the step's journaled units of work (actions.Journal). In
+	// a record, only the units that changed; a null unit is removed.
+	Units map[string]*UnitState `json:"units,omitempty"`
+	// Blobs are the step's blobs: name → the store's reference.
+	Blobs map[string]string `json:"blobs,omitempty"`
 }
 
-// record is one journal line: a full replacement of one step's record, or of
-// the run's header fields.
+// UnitState is one unit of work of a step, as the journal knows it.
+type UnitState struct {
+	// Data is the unit's data as of its last known commit (nil: none).
+	Data json.RawMessage `json:"data,omitempty"`
+	// AtRisk is set when Data comes from commits not yet known on the
+	// server's disk (asynchronous commits, autocommit); Durable is then the
+	// data as of the last commit known there (nil: none). A restart of the
+	// server may have lost what lies between.
+	AtRisk  bool            `json:"at_risk,omitempty"`
+	Durable json.RawMessage `json:"durable,omitempty"`
+	// Conn and Server are the connection that committed Data and its
+	// server's start time.
+	Conn   string    `json:"conn,omitempty"`
+	Server time.Time `json:"server_start,omitzero"`
+	// Tx is the unit's transaction in flight: recorded before its COMMIT,
+	// settled with the server after a crash.
+	Tx *actions.Tx `json:"tx,omitempty"`
+}
+
+// inDoubt reports whether u has work a crash may have left undecided.
+func (u *UnitState) inDoubt() bool { return u != nil && (u.Tx != nil || u.AtRisk) }
+
+// committed returns u once tx committed: its data, and whether that data is
+// known on the server's disk.
+func (u *UnitState) committed(tx actions.Tx) *UnitState {
+	n := &UnitState{Data: tx.Data, Conn: tx.Conn, Server: tx.Server}
+	if tx.Async {
+		n.AtRisk, n.Durable = true, nil
+		if u != nil {
+			n.Durable = u.Data
+			if u.AtRisk {
+				n.Durable = u.Durable
+			}
+		}
+	}
+	return n
+}
+
+// record is one journal line: a change of one step's record (its header
+// replaced, the units it names replaced), or of the run's header fields.
 type record struct {
 	Step    *StepState     `json:"step,omitempty"`
 	Server  *serverRecord  `json:"server,omitempty"`
@@ -148,8 +180,8 @@ func DefaultStatePath(rb *schema.Runbook, vals schema.Values) string {
 }
 
 // newState makes the state of a fresh run.
-func newState(path, runID, operator string, rb *schema.Runbook, vals schema.Values) *State {
-	st := &State{Format: StateFormat, RunID: runID, path: path, Operator: operator,
+func newState(store Store, runID, operator string, rb *schema.Runbook, vals schema.Values) *State {
+	st := &State{Format: StateFormat, RunID: runID, store: store, Operator: operator,
 		Runbook: StateRunbook{Name: rb.Name, File: rb.File, Digest: rb.Digest},
 		Params:  map[string]string{}, Started: time.Now().UTC(), Servers: map[string]Server{}}
 	for _, v := range vals {
@@ -165,76 +197,43 @@ func newState(path, runID, operator string, rb *schema.Runbook, vals schema.Valu
 	return st
 }
 
-// lockState takes the exclusive lock of a state path: an OS file lock that
-// dies with its process. A second run or resume on the same state exits 4.
-func lockState(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("state lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		holder := ""
-		if b, err := os.ReadFile(path + ".lock"); err == nil && len(b) > 0 {
-			holder = " (" + strings.TrimSpace(string(b)) + ")"
-		}
-		return nil, exitcode.With(exitcode.Refused, fmt.Errorf("state %s is locked by another runbook process%s: wait for it to finish, or stop it", path, holder))
-	}
-	host, _ := os.Hostname()
-	f.Truncate(0)
-	fmt.Fprintf(f, "pid %d on %s since %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
-	return f, nil
-}
-
-// lockHeld reports whether a process holds a state's lock, without taking or
-// changing it.
-func lockHeld(path string) bool {
-	f, err := os.Open(path + ".lock")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return true
-	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false
-}
-
-// loadState reads a state snapshot and its journal. It returns nil, nil when
-// there is no state at path.
-func loadState(path string) (*State, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+// loadState reads a state from its store. It returns nil, nil when there is
+// none.
+func loadState(store Store) (*State, error) {
+	b, j, err := store.Read()
+	if err != nil || b == nil {
 		return nil, err
 	}
-	st := &State{path: path}
-	if err := json.Unmarshal(b, st); err != nil {
-		return nil, fmt.Errorf("state %s is not valid JSON: %v", path, err)
+	if j != nil {
+		defer j.Close()
 	}
-	if st.Format != StateFormat {
-		return nil, fmt.Errorf("state %s has format %d; this runbook reads format %d", path, st.Format, StateFormat)
+	var head struct {
+		Format int `json:"format"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("state %s is not valid JSON: %v", store.Where(), err)
+	}
+	st := &State{store: store}
+	switch head.Format {
+	case StateFormat:
+		if err := json.Unmarshal(b, st); err != nil {
+			return nil, fmt.Errorf("state %s is not valid JSON: %v", store.Where(), err)
+		}
+	case 1:
+		if st, err = migrate1(store, b, j); err != nil {
+			return nil, err
+		}
+		j = nil
+	default:
+		return nil, fmt.Errorf("state %s has format %d; this runbook reads formats 1 and %d", store.Where(), head.Format, StateFormat)
 	}
 	if st.Servers == nil {
 		st.Servers = map[string]Server{}
 	}
-	j, err := os.Open(path + ".journal")
-	if errors.Is(err, os.ErrNotExist) {
+	if j == nil {
 		return st, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer j.Close()
-	// The journal is preallocated with zeros: its records end at the first
-	// NUL byte (a record never contains one: JSON escapes it).
-	sc := bufio.NewScanner(untilNUL{j})
+	sc := bufio.NewScanner(j)
 	sc.Buffer(make([]byte, 1<<20), 256<<20)
 	for sc.Scan() {
 		var r record
@@ -248,11 +247,7 @@ func loadState(path string) (*State, error) {
 
 func (st *State) apply(r *record) {
 	if r.Step != nil {
-		if i := st.indexOf(r.Step.ID); i >= 0 {
-			st.Steps[i] = r.Step
-			return
-		}
-		st.Steps = append(st.Steps, r.Step)
+		st.applyStep(r.Step)
 	}
 	if r.Server != nil {
 		st.Servers[r.Server.Conn] = r.Server.Server
@@ -271,156 +266,75 @@ func (st *State) apply(r *record) {
 	}
 }
 
-// untilNUL reads r up to its first NUL byte.
-type untilNUL struct{ r io.Reader }
-
-func (u untilNUL) Read(p []byte) (int, error) {
-	n, err := u.r.Read(p)
-	if i := bytes.IndexByte(p[:n], 0); i >= 0 {
-		return i, io.EOF
+// applyStep applies a step's record: its header replaces the step's, its
+// units and blobs replace those of the same names.
+func (st *State) applyStep(rec *StepState) {
+	i := st.indexOf(rec.ID)
+	if i < 0 {
+		st.Steps = append(st.Steps, &StepState{ID: rec.ID})
+		i = len(st.Steps) - 1
+		st.index = nil
 	}
-	return n, err
-}
-
-// journalChunk is how much journal is preallocated at a time.
-const journalChunk = 4 << 20
-
-// open writes the state's snapshot atomically and starts an empty journal.
-//
-// The journal is preallocated: zero-filled and fsynced a chunk at a time,
-// records written in place after one another. A durable record then needs
-// only fdatasync, which flushes the record's data and nothing else: the
-// file's size and blocks are already on disk, so no filesystem journal
-// commit is needed (the same reason PostgreSQL preallocates its WAL). It
-// costs about half a full fsync of an appended record (docs/performance.md).
-func (st *State) open() error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if err := st.snapshotLocked(); err != nil {
-		return err
-	}
-	j, err := os.OpenFile(st.path+".journal", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("state journal: %w", err)
-	}
-	st.journal, st.jEnd, st.jCap = j, 0, 0
-	if err := st.growJournal(journalChunk); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(st.path))
-}
-
-// growJournal zero-fills the journal to at least n bytes, in whole chunks,
-// and fsyncs it, size and blocks.
-func (st *State) growJournal(n int64) error {
-	zeros := make([]byte, 1<<20)
-	end := (n + journalChunk - 1) / journalChunk * journalChunk
-	for off := st.jCap; off < end; off += int64(len(zeros)) {
-		if _, err := st.journal.WriteAt(zeros[:min(int64(len(zeros)), end-off)], off); err != nil {
-			return fmt.Errorf("state journal: %w", err)
+	cur := st.Steps[i]
+	next := *rec
+	next.Units, next.Blobs = cur.Units, cur.Blobs
+	for name, u := range rec.Units {
+		if next.Units == nil {
+			next.Units = map[string]*UnitState{}
+		}
+		if u == nil {
+			delete(next.Units, name)
+		} else {
+			next.Units[name] = u
 		}
 	}
-	if err := st.journal.Sync(); err != nil {
-		return fmt.Errorf("state journal: %w", err)
+	if len(next.Units) == 0 {
+		next.Units = nil
 	}
-	st.jCap = end
-	return nil
+	for name, ref := range rec.Blobs {
+		if next.Blobs == nil {
+			next.Blobs = map[string]string{}
+		}
+		next.Blobs[name] = ref
+	}
+	st.Steps[i] = &next
 }
 
-func (st *State) snapshotLocked() error {
+// create writes the state's first snapshot and starts its journal.
+func (st *State) create() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	b, err := st.snapshotLocked()
+	if err != nil {
+		return err
+	}
+	return st.store.Create(b)
+}
+
+func (st *State) snapshotLocked() ([]byte, error) {
 	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeAtomic(st.path, append(b, '\n'))
+	return append(b, '\n'), err
 }
 
-// writeAtomic writes a file so that a crash leaves the old or the new content,
-// never a mix: temp file, fsync, rename, fsync of the directory.
-func writeAtomic(path string, data []byte) error {
-	return writeAtomicWith(path, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-}
-
-// writeAtomicWith is writeAtomic with the content written by write, whose
-// error is returned as it is.
-func writeAtomicWith(path string, write func(w io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// write appends a record to the journal and, when durable, fsyncs it before
-// returning.
+// write applies a record and appends it to the journal; durable makes it
+// durable before returning.
 func (st *State) write(r *record, durable bool) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	return st.writeLocked(r, durable)
+}
+
+func (st *State) writeLocked(r *record, durable bool) error {
 	st.apply(r)
-	if st.journal == nil {
-		return nil
-	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
-	if st.jEnd+int64(len(b)) > st.jCap {
-		if err := st.growJournal(st.jEnd + int64(len(b))); err != nil {
-			return err
-		}
+	if err := st.store.Append(b, durable); err != nil {
+		return err
 	}
-	if _, err := st.journal.WriteAt(b, st.jEnd); err != nil {
-		return fmt.Errorf("state journal: %w", err)
-	}
-	st.jEnd += int64(len(b))
-	if durable {
-		// Correctness of fdatasync here: a durable record needs its own
-		// bytes and every earlier record's on disk, and the file's size
-		// and block map to read them back. fdatasync flushes all of the
-		// file's dirty data (every record written so far, durable or not);
-		// size and blocks were made durable by growJournal's fsync before
-		// any record went into them. Loading stops at the first NUL: the
-		// zeros after the last record, or a hole that a crash left among
-		// records written after the last flush — on whose strength nothing
-		// was done.
-		if err := datasync(st.journal); err != nil {
-			return fmt.Errorf("state journal: %w", err)
-		}
-		if st.afterSync != nil {
-			st.afterSync()
-		}
+	if durable && st.afterSync != nil {
+		st.afterSync()
 	}
 	return nil
 }
@@ -431,6 +345,16 @@ func (st *State) step(id string) *StepState {
 	defer st.mu.Unlock()
 	if i := st.indexOf(id); i >= 0 {
 		return st.Steps[i]
+	}
+	return nil
+}
+
+// unit returns a unit of a step.
+func (st *State) unit(step, name string) *UnitState {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if i := st.indexOf(step); i >= 0 {
+		return st.Steps[i].Units[name]
 	}
 	return nil
 }
@@ -454,219 +378,116 @@ func (st *State) indexOf(id string) int {
 	return -1
 }
 
-// changed returns a copy of a step's record (a new one when it has none)
-// with change applied; the state itself is not touched.
-func (st *State) changed(id string, change func(s *StepState)) *StepState {
+// changedLocked returns a step's record changed by change (header only) and
+// carrying units: the units given, and those changed in memory since the
+// step's last record.
+func (st *State) changedLocked(id string, change func(s *StepState), units map[string]*UnitState) *StepState {
 	next := &StepState{ID: id}
-	if cur := st.step(id); cur != nil {
-		c := *cur
+	if i := st.indexOf(id); i >= 0 {
+		c := *st.Steps[i]
 		next = &c
 	}
-	change(next)
+	next.Units, next.Blobs = nil, nil
+	if change != nil {
+		change(next)
+	}
+	if d := st.dirty[id]; len(d) > 0 || len(units) > 0 {
+		next.Units = make(map[string]*UnitState, len(d)+len(units))
+		for k, v := range d {
+			next.Units[k] = v
+		}
+		for k, v := range units {
+			next.Units[k] = v
+		}
+		delete(st.dirty, id)
+	}
 	return next
 }
 
-// change replaces a step's record with a changed copy in memory only: the
-// step's next record, or the snapshot at the end, carries it to disk.
-func (st *State) change(id string, change func(s *StepState)) {
-	next := st.changed(id, change)
+// change changes a step's record in memory only (header by change, units
+// as given): the step's next record, or the snapshot at the end, carries it
+// to disk.
+func (st *State) change(id string, change func(s *StepState), units map[string]*UnitState) {
 	st.mu.Lock()
-	st.apply(&record{Step: next})
+	defer st.mu.Unlock()
+	next := &StepState{ID: id}
+	if i := st.indexOf(id); i >= 0 {
+		c := *st.Steps[i]
+		next = &c
+	}
+	next.Units, next.Blobs = units, nil
+	if change != nil {
+		change(next)
+	}
+	st.applyStep(next)
+	if len(units) == 0 {
+		return
+	}
+	if st.dirty == nil {
+		st.dirty = map[string]map[string]*UnitState{}
+	}
+	if st.dirty[id] == nil {
+		st.dirty[id] = map[string]*UnitState{}
+	}
+	for k, v := range units {
+		st.dirty[id][k] = v
+	}
+}
+
+// update changes a step's record (header by change, units as given, with
+// every unit changed in memory since) and writes the record to the journal,
+// durable when asked.
+func (st *State) update(id string, durable bool, change func(s *StepState), units map[string]*UnitState) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.writeLocked(&record{Step: st.changedLocked(id, change, units)}, durable)
+}
+
+// putBlob writes a step's blob to the store and records it.
+func (st *State) putBlob(id, name string, write func(w io.Writer) error) error {
+	ref, err := st.store.PutBlob(id+"/"+name, write)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rec := st.changedLocked(id, nil, nil)
+	rec.Blobs = map[string]string{name: ref}
+	return st.writeLocked(&record{Step: rec}, false)
+}
+
+// openBlob opens a step's blob.
+func (st *State) openBlob(id, name string) (io.ReadCloser, error) {
+	st.mu.Lock()
+	var ref string
+	if i := st.indexOf(id); i >= 0 {
+		ref = st.Steps[i].Blobs[name]
+	}
 	st.mu.Unlock()
+	if ref == "" {
+		return nil, actions.ErrNoBlob
+	}
+	return st.store.OpenBlob(ref)
 }
 
-// update replaces a step's record with a changed copy, written to the
-// journal (and flushed when durable).
-func (st *State) update(id string, durable bool, change func(s *StepState)) error {
-	return st.write(&record{Step: st.changed(id, change)}, durable)
-}
-
-// close compacts the journal into the snapshot and releases the lock.
+// close compacts the journal into the snapshot and releases the store.
 func (st *State) close() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	var errs []error
-	if st.journal != nil {
-		errs = append(errs, st.journal.Sync())
-		if err := st.snapshotLocked(); err != nil {
-			errs = append(errs, err)
-		} else {
-			errs = append(errs, st.journal.Truncate(0))
-		}
-		errs = append(errs, st.journal.Close())
-		st.journal = nil
+	// Units changed in memory only are carried by the snapshot.
+	st.dirty = nil
+	if b, err := st.snapshotLocked(); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, st.store.Compact(b))
 	}
-	if st.lock != nil {
-		os.Remove(st.lock.Name())
-		st.lock.Close()
-		st.lock = nil
-	}
+	errs = append(errs, st.store.Close())
 	return errors.Join(errs...)
 }
 
 // Unfinished reports whether the run stopped before its end.
 func (st *State) Unfinished() bool { return st.Outcome != "succeeded" }
-
-// freeze writes a generate step's statement list beside the state, as write
-// adds the statements (the list is never in memory whole), atomically: temp
-// file, fsync, rename, fsync of the directory. The file is a JSON array of
-// strings, one per line (docs/state.md). An error of write is returned as it
-// is.
-func (st *State) freeze(stepID string, write func(add func(string) error) error) (*frozenList, error) {
-	name := fmt.Sprintf("%s.%s.frozen.json", strings.TrimSuffix(st.path, ".json"), stepID)
-	n := 0
-	var werr error // write's own error, returned as it is
-	err := writeAtomicWith(name, func(f io.Writer) error {
-		w := bufio.NewWriterSize(f, 256<<10)
-		w.WriteString("[")
-		var buf []byte
-		add := func(stmt string) error {
-			buf = buf[:0]
-			if n > 0 {
-				buf = append(buf, ',')
-			}
-			buf = jsonstr.Append(append(buf, '\n'), stmt)
-			if _, err := w.Write(buf); err != nil {
-				return fmt.Errorf("freezing the generated statements: %w", err)
-			}
-			n++
-			return nil
-		}
-		if werr = write(add); werr != nil {
-			return werr
-		}
-		w.WriteString("\n]\n")
-		return w.Flush()
-	})
-	switch {
-	case werr != nil:
-		return nil, werr
-	case err != nil:
-		return nil, fmt.Errorf("freezing the generated statements: %w", err)
-	}
-	return &frozenList{path: name, n: n}, nil
-}
-
-// frozenList is a frozen statement list in its file. It implements
-// actions.Statements: the statements are decoded one at a time as they are
-// read.
-type frozenList struct {
-	path string
-	n    int
-}
-
-// openFrozen opens a frozen list of n statements; n 0 counts them (a state
-// written before the count was recorded, or an empty list).
-func openFrozen(path string, n int) (*frozenList, error) {
-	l := &frozenList{path: path, n: n}
-	if n > 0 {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("frozen statement list: %w", err)
-		}
-		return l, nil
-	}
-	r, err := l.read(0)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	for {
-		if _, err := r.Next(); err == io.EOF {
-			return l, nil
-		} else if err != nil {
-			return nil, err
-		}
-		l.n++
-	}
-}
-
-func (l *frozenList) Len() int { return l.n }
-
-func (l *frozenList) Read(from int) (actions.StatementReader, error) {
-	r, err := l.read(from)
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-func (l *frozenList) read(from int) (*frozenReader, error) {
-	f, err := os.Open(l.path)
-	if err != nil {
-		return nil, fmt.Errorf("frozen statement list: %w", err)
-	}
-	r := &frozenReader{path: l.path, f: f, br: bufio.NewReaderSize(f, 256<<10)}
-	if head, err := r.br.Peek(2); err != nil || string(head) != "[\n" {
-		// Not written one statement a line (a state of an older runbook):
-		// decode the array as a stream.
-		r.dec = json.NewDecoder(r.br)
-		if tok, err := r.dec.Token(); err != nil || tok != json.Delim('[') {
-			f.Close()
-			return nil, fmt.Errorf("frozen statement list %s: not a JSON array", l.path)
-		}
-	} else {
-		r.br.Discard(2)
-	}
-	for i := 0; i < from; i++ {
-		if _, err := r.Next(); err != nil {
-			f.Close()
-			if err == io.EOF {
-				err = fmt.Errorf("frozen statement list %s: %d statements, not %d", l.path, i, l.n)
-			}
-			return nil, err
-		}
-	}
-	return r, nil
-}
-
-// frozenReader decodes a frozen list's statements one at a time: a line at a
-// time (freeze writes one statement a line), or with a JSON decoder.
-type frozenReader struct {
-	path string
-	f    *os.File
-	br   *bufio.Reader
-	dec  *json.Decoder // nil: a statement a line
-	long []byte
-}
-
-func (r *frozenReader) Next() (string, error) {
-	if r.dec != nil {
-		if !r.dec.More() {
-			return "", io.EOF
-		}
-		var s string
-		if err := r.dec.Decode(&s); err != nil {
-			return "", fmt.Errorf("frozen statement list %s: %v", r.path, err)
-		}
-		return s, nil
-	}
-	line, err := r.br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull { // a statement longer than the buffer
-		r.long = append(r.long[:0], line...)
-		for err == bufio.ErrBufferFull {
-			line, err = r.br.ReadSlice('\n')
-			r.long = append(r.long, line...)
-		}
-		line = r.long
-	}
-	if err != nil {
-		return "", fmt.Errorf("frozen statement list %s: %v", r.path, err)
-	}
-	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte(","))
-	if len(line) == 1 && line[0] == ']' {
-		return "", io.EOF
-	}
-	if len(line) >= 2 && line[0] == '"' && line[len(line)-1] == '"' && bytes.IndexByte(line, '\\') < 0 {
-		return string(line[1 : len(line)-1]), nil // nothing escaped: the text itself
-	}
-	var s string
-	if err := json.Unmarshal(line, &s); err != nil {
-		return "", fmt.Errorf("frozen statement list %s: %v", r.path, err)
-	}
-	return s, nil
-}
-
-func (r *frozenReader) Close() error { return r.f.Close() }
 
 // sortedKeys returns a map's keys in order.
 func sortedKeys[V any](m map[string]V) []string {

@@ -28,9 +28,10 @@ type Status struct {
 	Steps []*StepState `json:"steps"`
 }
 
-// ReadStatus reads a state file.
-func ReadStatus(path string) (*Status, error) {
-	st, err := loadState(path)
+// ReadStatus reads a run's state from its store, without taking its lock.
+func ReadStatus(store Store) (*Status, error) {
+	path := store.Where()
+	st, err := loadState(store)
 	if err != nil {
 		return nil, exitcode.With(exitcode.Invalid, err)
 	}
@@ -42,7 +43,7 @@ func ReadStatus(path string) (*Status, error) {
 	if s.Outcome == "" {
 		s.Outcome = "unfinished"
 	}
-	s.Running = lockHeld(path)
+	s.Running, _ = store.Holder()
 	return s, nil
 }
 
@@ -83,10 +84,16 @@ func (s *Status) WriteText(w io.Writer) {
 		if st.Started != nil && st.Ended != nil {
 			line += "  " + st.Ended.Sub(*st.Started).Round(time.Millisecond).String()
 		}
-		if st.Progress != nil && st.Frozen != "" {
-			line += fmt.Sprintf("  %d statements done", st.Progress.Done)
-			if p := st.Progress; p.Durable < p.Done && st.Status != Succeeded {
-				line += fmt.Sprintf(" (%d known durable)", p.Durable)
+		if st.Status != Succeeded {
+			for _, name := range sortedKeys(st.Units) {
+				u := st.Units[name]
+				line += fmt.Sprintf("\n        %s: %s", name, unitText(u.Data))
+				if u.AtRisk {
+					line += fmt.Sprintf(" (known on the server's disk: %s)", unitText(u.Durable))
+				}
+				if u.Tx != nil {
+					line += fmt.Sprintf(" (transaction %d in flight on %s)", u.Tx.XID, u.Tx.Conn)
+				}
 			}
 		}
 		if st.Error != "" {
@@ -94,4 +101,21 @@ func (s *Status) WriteText(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
+}
+
+// unitText renders a unit's data for a person: the fields of a JSON object
+// as "done 6, of 40", anything else as it is.
+func unitText(data json.RawMessage) string {
+	if data == nil {
+		return "nothing committed"
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil || len(m) == 0 {
+		return string(data)
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, k+" "+string(m[k]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 )
 
 // Action is the configuration of one action kind (sql, shell, generate, assert,
@@ -81,10 +80,10 @@ func RegisterAction(t ActionType) {
 	}
 	actionTypes[t.Kind] = t
 	actionOrder = append(actionOrder, t.Kind)
-	sort.SliceStable(actionOrder, func(i, j int) bool { return rank(actionOrder[i]) < rank(actionOrder[j]) })
 }
 
-// ActionTypes returns the registered action kinds in a stable order.
+// ActionTypes returns the registered action kinds in the order they were
+// registered.
 func ActionTypes() []ActionType {
 	out := make([]ActionType, 0, len(actionOrder))
 	for _, k := range actionOrder {
@@ -93,16 +92,6 @@ func ActionTypes() []ActionType {
 	return out
 }
 
-// rank keeps the SPEC's order for the built-in kinds.
-func rank(kind string) int {
-	for i, k := range []string{"sql", "shell", "generate", "assert", "confirm"} {
-		if k == kind {
-			return i
-		}
-	}
-	return 100
-}
-
-// actionKinds returns the registered kinds in their stable order; the slice is
+// actionKinds returns the registered kinds in registration order; the slice is
 // shared: callers must not modify it.
 func actionKinds() []string { return actionOrder }

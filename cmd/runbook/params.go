@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/runbookhq/runbook/executor"
 	"github.com/spf13/cobra"
 
 	"github.com/runbookhq/runbook/runbooks"
@@ -38,4 +39,25 @@ func (p *paramFlags) resolve(ref string, withoutSecrets bool) (*schema.Runbook, 
 		return rb, nil, err
 	}
 	return rb, vals, nil
+}
+
+// statePath is the state of a run: --state when given, else the path derived
+// from the runbook and its non-secret params.
+func (p *paramFlags) statePath(state, ref string) (string, error) {
+	if state != "" {
+		return state, nil
+	}
+	rb, vals, err := p.locate(ref)
+	if err != nil {
+		return "", err
+	}
+	return executor.DefaultStatePath(rb, vals), nil
+}
+
+// firstArg is args[0], "" when there is none.
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
 }

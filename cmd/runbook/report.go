@@ -40,13 +40,9 @@ Without --log the report comes from the state alone.`,
 			if format != "markdown" {
 				return usagef("--format must be markdown, not %q", format)
 			}
-			path := state
-			if path == "" {
-				rb, vals, err := pf.locate(args[0])
-				if err != nil {
-					return err
-				}
-				path = executor.DefaultStatePath(rb, vals)
+			path, err := pf.statePath(state, firstArg(args))
+			if err != nil {
+				return err
 			}
 			rep, err := executor.BuildReport(executor.ReportOptions{StatePath: path, LogPath: logPath, MaxStatements: maxStatements})
 			if err != nil {

@@ -27,15 +27,11 @@ to find the default state file, or --state.`,
 			if format != "text" && format != "json" {
 				return usagef("--format must be text or json, not %q", format)
 			}
-			path := state
-			if path == "" {
-				rb, vals, err := pf.locate(args[0])
-				if err != nil {
-					return err
-				}
-				path = executor.DefaultStatePath(rb, vals)
+			path, err := pf.statePath(state, firstArg(args))
+			if err != nil {
+				return err
 			}
-			st, err := executor.ReadStatus(path)
+			st, err := executor.ReadStatus(executor.NewFileStore(path))
 			if err != nil {
 				return err
 			}

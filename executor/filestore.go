@@ -1,0 +1,321 @@
+package executor
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/runbookhq/runbook/internal/exitcode"
+)
+
+// FileStore keeps a run's state in files beside each other (docs/state.md):
+// the snapshot PATH (JSON, written atomically: temp file, fsync, rename,
+// fsync of the directory), the journal PATH.journal (one JSON record per
+// line, each durable one fdatasynced), blobs PATH.KEY, and the lock
+// PATH.lock (an flock that dies with its process).
+type FileStore struct {
+	path    string
+	lock    *os.File
+	journal *os.File
+	jEnd    int64 // where the next journal record goes
+	jCap    int64 // the journal's preallocated (zero-filled, fsynced) length
+}
+
+// NewFileStore returns the file store of the state at path.
+func NewFileStore(path string) *FileStore { return &FileStore{path: path} }
+
+// Where implements Store.
+func (s *FileStore) Where() string { return s.path }
+
+// Lock implements Store: an OS file lock that dies with its process. A
+// second run or resume on the same state exits 4.
+func (s *FileStore) Lock() error {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	f, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("state lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		holder := ""
+		if b, err := os.ReadFile(s.path + ".lock"); err == nil && len(b) > 0 {
+			holder = " (" + strings.TrimSpace(string(b)) + ")"
+		}
+		return exitcode.With(exitcode.Refused, fmt.Errorf("state %s is locked by another runbook process%s: wait for it to finish, or stop it", s.path, holder))
+	}
+	host, _ := os.Hostname()
+	f.Truncate(0)
+	fmt.Fprintf(f, "pid %d on %s since %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
+	s.lock = f
+	return nil
+}
+
+// Holder implements Store.
+func (s *FileStore) Holder() (bool, string) {
+	f, err := os.Open(s.path + ".lock")
+	if err != nil {
+		return false, ""
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(s.path + ".lock")
+		return true, strings.TrimSpace(string(b))
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false, ""
+}
+
+// Read implements Store.
+func (s *FileStore) Read() ([]byte, io.ReadCloser, error) {
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := os.Open(s.path + ".journal")
+	if errors.Is(err, os.ErrNotExist) {
+		return b, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	// The journal is preallocated with zeros: its records end at the first
+	// NUL byte (a record never contains one: JSON escapes it).
+	return b, readCloser{untilNUL{j}, j}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// untilNUL reads r up to its first NUL byte.
+type untilNUL struct{ r io.Reader }
+
+func (u untilNUL) Read(p []byte) (int, error) {
+	n, err := u.r.Read(p)
+	if i := bytes.IndexByte(p[:n], 0); i >= 0 {
+		return i, io.EOF
+	}
+	return n, err
+}
+
+// journalChunk is how much journal is preallocated at a time.
+const journalChunk = 4 << 20
+
+// Create implements Store: the snapshot, atomically, and an empty journal.
+//
+// The journal is preallocated: zero-filled and fsynced a chunk at a time,
+// records written in place after one another. A durable record then needs
+// only fdatasync, which flushes the record's data and nothing else: the
+// file's size and blocks are already on disk, so no filesystem journal
+// commit is needed (the same reason PostgreSQL preallocates its WAL). It
+// costs about half a full fsync of an appended record (docs/performance.md).
+func (s *FileStore) Create(snapshot []byte) error {
+	if err := writeAtomic(s.path, snapshot); err != nil {
+		return err
+	}
+	j, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("state journal: %w", err)
+	}
+	s.journal, s.jEnd, s.jCap = j, 0, 0
+	if err := s.growJournal(journalChunk); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(s.path))
+}
+
+// growJournal zero-fills the journal to at least n bytes, in whole chunks,
+// and fsyncs it, size and blocks.
+func (s *FileStore) growJournal(n int64) error {
+	zeros := make([]byte, 1<<20)
+	end := (n + journalChunk - 1) / journalChunk * journalChunk
+	for off := s.jCap; off < end; off += int64(len(zeros)) {
+		if _, err := s.journal.WriteAt(zeros[:min(int64(len(zeros)), end-off)], off); err != nil {
+			return fmt.Errorf("state journal: %w", err)
+		}
+	}
+	if err := s.journal.Sync(); err != nil {
+		return fmt.Errorf("state journal: %w", err)
+	}
+	s.jCap = end
+	return nil
+}
+
+// Append implements Store.
+func (s *FileStore) Append(rec []byte, durable bool) error {
+	if s.journal == nil {
+		return errors.New("state journal: not open")
+	}
+	n := int64(len(rec)) + 1
+	if s.jEnd+n > s.jCap {
+		if err := s.growJournal(s.jEnd + n); err != nil {
+			return err
+		}
+	}
+	// rec's newline: written with it, one write.
+	line := append(rec, '\n')
+	if _, err := s.journal.WriteAt(line, s.jEnd); err != nil {
+		return fmt.Errorf("state journal: %w", err)
+	}
+	s.jEnd += n
+	if durable {
+		// Correctness of fdatasync here: a durable record needs its own
+		// bytes and every earlier record's on disk, and the file's size
+		// and block map to read them back. fdatasync flushes all of the
+		// file's dirty data (every record written so far, durable or not);
+		// size and blocks were made durable by growJournal's fsync before
+		// any record went into them. Loading stops at the first NUL: the
+		// zeros after the last record, or a hole that a crash left among
+		// records written after the last flush — on whose strength nothing
+		// was done.
+		if err := datasync(s.journal); err != nil {
+			return fmt.Errorf("state journal: %w", err)
+		}
+	}
+	return nil
+}
+
+// Compact implements Store: the snapshot replaced, then the journal emptied.
+func (s *FileStore) Compact(snapshot []byte) error {
+	var errs []error
+	if s.journal != nil {
+		errs = append(errs, s.journal.Sync())
+	}
+	if err := writeAtomic(s.path, snapshot); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if s.journal != nil {
+		errs = append(errs, s.journal.Truncate(0))
+		s.jEnd, s.jCap = 0, 0
+	}
+	return errors.Join(errs...)
+}
+
+// blobPath is where a blob of key lives: beside the snapshot.
+func (s *FileStore) blobPath(key string) string {
+	return s.path + "." + strings.NewReplacer("/", ".", string(filepath.Separator), ".").Replace(key)
+}
+
+// PutBlob implements Store: written atomically (temp file, fsync, rename,
+// fsync of the directory). The reference is the file's name, relative to the
+// state's directory, so that an archived run keeps its blobs.
+func (s *FileStore) PutBlob(key string, write func(w io.Writer) error) (string, error) {
+	p := s.blobPath(key)
+	if err := writeAtomicWith(p, write); err != nil {
+		return "", err
+	}
+	return filepath.Base(p), nil
+}
+
+// OpenBlob implements Store.
+func (s *FileStore) OpenBlob(ref string) (io.ReadCloser, error) {
+	p := ref
+	if !filepath.IsAbs(p) && filepath.Dir(p) == "." {
+		p = filepath.Join(filepath.Dir(s.path), ref)
+	}
+	return os.Open(p)
+}
+
+// Archive implements Store: the snapshot, the journal and every blob move
+// into the directory PATH.SUFFIX, under their own names.
+func (s *FileStore) Archive(suffix string) (string, error) {
+	dir := s.path + "." + suffix
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	base := filepath.Base(s.path)
+	entries, err := os.ReadDir(filepath.Dir(s.path))
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || (name != base && !strings.HasPrefix(name, base+".")) || name == base+".lock" {
+			continue
+		}
+		if err := os.Rename(filepath.Join(filepath.Dir(s.path), name), filepath.Join(dir, name)); err != nil {
+			return "", err
+		}
+	}
+	return dir, syncDir(filepath.Dir(s.path))
+}
+
+// Close implements Store.
+func (s *FileStore) Close() error {
+	var err error
+	if s.journal != nil {
+		err = s.journal.Close()
+		s.journal = nil
+	}
+	if s.lock != nil {
+		os.Remove(s.lock.Name())
+		s.lock.Close()
+		s.lock = nil
+	}
+	return err
+}
+
+// writeAtomic writes a file so that a crash leaves the old or the new content,
+// never a mix: temp file, fsync, rename, fsync of the directory.
+func writeAtomic(path string, data []byte) error {
+	return writeAtomicWith(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeAtomicWith is writeAtomic with the content written by write, whose
+// error is returned as it is.
+func writeAtomicWith(path string, write func(w io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 64<<10)
+	if err := write(bw); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

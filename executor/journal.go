@@ -1,0 +1,76 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"sort"
+
+	"github.com/runbookhq/runbook/actions"
+)
+
+// journal implements actions.Journal on the state: a step's units of work
+// and blobs.
+type journal struct {
+	r    *runner
+	step string
+}
+
+func (j *journal) Unit(name string) json.RawMessage {
+	if u := j.r.st.unit(j.step, name); u != nil {
+		return u.Data
+	}
+	return nil
+}
+
+func (j *journal) Units() []string {
+	s := j.r.st.step(j.step)
+	if s == nil {
+		return nil
+	}
+	var out []string
+	for name, u := range s.Units {
+		if u.Data != nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (j *journal) BeforeCommit(ctx context.Context, tx actions.Tx) error {
+	u := j.r.st.unit(j.step, tx.Unit)
+	next := &UnitState{Tx: &tx}
+	if u != nil {
+		c := *u
+		c.Tx = &tx
+		next = &c
+	}
+	err := j.r.st.update(j.step, true, nil, map[string]*UnitState{tx.Unit: next})
+	crashPoint("before-commit", j.step)
+	return err
+}
+
+func (j *journal) Committed(tx actions.Tx) error {
+	crashPoint("committed", j.step)
+	next := j.r.st.unit(j.step, tx.Unit).committed(tx)
+	if tx.XID != 0 {
+		// No record of its own: if the process dies before the step's next
+		// record carries it, resume settles the transaction recorded by
+		// BeforeCommit with pg_xact_status and reaches the same state. That
+		// saves one record per transaction.
+		j.r.st.change(j.step, nil, map[string]*UnitState{tx.Unit: next})
+		return nil
+	}
+	// Work without a transaction id to settle with: its record is written at
+	// once (not fsynced: see actions.Generate).
+	return j.r.st.update(j.step, false, nil, map[string]*UnitState{tx.Unit: next})
+}
+
+func (j *journal) PutBlob(name string, write func(w io.Writer) error) error {
+	return j.r.st.putBlob(j.step, name, write)
+}
+
+func (j *journal) OpenBlob(name string) (io.ReadCloser, error) {
+	return j.r.st.openBlob(j.step, name)
+}

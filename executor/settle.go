@@ -1,0 +1,230 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/runbookhq/runbook/actions"
+	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/pgtx"
+	"github.com/runbookhq/runbook/schema"
+)
+
+// settle resolves what a dead process left undecided (docs/state.md), before
+// any step runs: transactions in flight are settled by their servers; a step
+// with untracked effects that was interrupted while running runs again only
+// when idempotent or named by --rerun.
+func (r *runner) settle(ctx context.Context) error {
+	for _, s := range r.st.Steps {
+		// A step that succeeded is done: what it committed is not asked
+		// about again.
+		doubt := false
+		for _, u := range s.Units {
+			doubt = doubt || (u.inDoubt() && s.Status != Succeeded && s.Status != Skipped)
+		}
+		if s.Status != Running && !doubt {
+			continue
+		}
+		step := r.rb.Step(s.ID)
+		if step == nil {
+			return exitcode.With(exitcode.Refused, fmt.Errorf("step %s was running when the run stopped but is no longer in the runbook", s.ID))
+		}
+		if doubt {
+			if err := r.settleUnits(ctx, step); err != nil {
+				return err
+			}
+			continue
+		}
+		if actions.EffectsOf(step.Action) != actions.Untracked || step.Idempotent || slices.Contains(r.o.Rerun, s.ID) {
+			continue
+		}
+		return exitcode.With(exitcode.Refused, fmt.Errorf("step %s (%s) was interrupted while running and is not transactional: runbook cannot know whether it took effect.\nCheck its effect by hand, then either mark it re-runnable with --rerun %s, or set idempotent: true in the runbook if it is safe to run twice",
+			s.ID, step.Kind, s.ID))
+	}
+	return nil
+}
+
+// settleUnits settles a step's units in doubt — after a crash, or after a
+// failed attempt whose COMMIT got no answer — by asking their servers. A
+// transaction that committed makes its unit's data what it recorded; one
+// that did not is forgotten. When a server restarted since it acknowledged
+// commits not yet known on its disk (docs/state.md, "When the server
+// restarts"), runbook cannot tell what survived: it refuses (exit 4), unless
+// the operator named the step with --rerun (the unit goes back to what is
+// known durable) or --took-effect (everything recorded is taken as done).
+func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
+	s := r.st.step(step.ID)
+	if s == nil {
+		return nil
+	}
+	starts := map[string]time.Time{} // per connection: its server's start now
+	serverStart := func(conn string) (time.Time, error) {
+		if t, ok := starts[conn]; ok {
+			return t, nil
+		}
+		c, err := r.conns.Conn(ctx, conn)
+		if err != nil {
+			return time.Time{}, err
+		}
+		t, err := pgtx.ServerStart(ctx, c)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("step %s: reading the server's start time: %w", step.ID, r.red.Error(err))
+		}
+		starts[conn] = t
+		return t, nil
+	}
+	describe, _ := step.Action.(actions.Describer)
+	rerun, tookEffect := slices.Contains(r.o.Rerun, step.ID), slices.Contains(r.o.TookEffect, step.ID)
+	changes := map[string]*UnitState{}
+	var doubts []string
+	var recordedAt, nowAt time.Time
+	for _, name := range sortedKeys(s.Units) {
+		u := s.Units[name]
+		if !u.inDoubt() {
+			continue
+		}
+		conn, recorded := u.Conn, u.Server
+		if u.Tx != nil {
+			conn, recorded = u.Tx.Conn, u.Tx.Server
+		}
+		if conn == "" {
+			continue
+		}
+		now, err := serverStart(conn)
+		if err != nil {
+			return err
+		}
+		if recorded.IsZero() || now.Equal(recorded) {
+			// The same run of the server: pg_xact_status answers for the
+			// transaction in flight, and asynchronous commits are still
+			// on their way to its disk.
+			if u.Tx == nil {
+				continue
+			}
+			next := *u
+			next.Tx = nil
+			if rerun {
+				// The operator checked and asks for the unit to run again.
+				changes[name] = &next
+				continue
+			}
+			c, err := r.conns.Conn(ctx, conn)
+			if err != nil {
+				return err
+			}
+			tx := *u.Tx
+			committed, err := pgtx.Settle(ctx, c, tx.Tx, settleWait, func() {
+				r.log.Warn().Str("event", "tx.terminated").Str("step", step.ID).Uint32("backend_pid", tx.BackendPID).
+					Msg("ended the dead run's open transaction")
+			})
+			switch {
+			case errors.Is(err, pgtx.ErrUnknown):
+				return exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server no longer knows whether transaction %d committed (pg_xact_status is NULL); check the step's effect by hand, then resume with --rerun %s if it must run again",
+					step.ID, tx.XID, step.ID))
+			case err != nil:
+				return fmt.Errorf("step %s: settling transaction %d: %w", step.ID, tx.XID, r.red.Error(err))
+			case committed:
+				changes[name] = u.committed(tx)
+				ev := r.log.Info().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Uint64("xid", tx.XID).Str("outcome", "committed")
+				if describe != nil {
+					ev.Msgf("the step's transaction in flight committed: it goes on after %s", describe.DescribePoint(name, tx.Data))
+				} else {
+					ev.Msg("the step's transaction in flight committed")
+				}
+			default:
+				changes[name] = &next
+				r.log.Info().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Uint64("xid", tx.XID).Str("outcome", "aborted").
+					Msg("the step's last transaction did not commit: it runs again")
+			}
+			continue
+		}
+		// The server restarted: it lost what was not on its disk, and may
+		// have given the lost transactions' ids to others.
+		maybe := false
+		if u.Tx != nil {
+			c, err := r.conns.Conn(ctx, conn)
+			if err != nil {
+				return err
+			}
+			status, err := pgtx.Status(ctx, c, u.Tx.XID)
+			var pgErr *pgconn.PgError
+			switch {
+			case errors.As(err, &pgErr) && pgErr.Code == "22023":
+				// "transaction ID … is in the future": the restarted server
+				// never saw it; it did not commit.
+			case err != nil:
+				return fmt.Errorf("step %s: settling transaction %d: %w", step.ID, u.Tx.XID, r.red.Error(err))
+			case status != nil && *status == "committed":
+				maybe = true
+			}
+		}
+		durable := u.Data
+		if u.AtRisk {
+			durable = u.Durable
+		}
+		recordedData := u.Data
+		if maybe {
+			recordedData = u.Tx.Data
+		}
+		if !maybe && !u.AtRisk {
+			// The transaction in flight did not commit before the restart
+			// (had it, its id could not have been given away): it runs again.
+			next := *u
+			next.Tx = nil
+			changes[name] = &next
+			r.log.Info().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Uint64("xid", u.Tx.XID).Str("outcome", "aborted").
+				Msg("the server restarted; the step's last transaction did not commit: it runs again")
+			continue
+		}
+		switch {
+		case tookEffect:
+			changes[name] = &UnitState{Data: recordedData, Conn: conn, Server: now}
+			r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Str("outcome", "took-effect").
+				Msgf("the server restarted: %s recorded as done, as --took-effect asks", point(describe, name, recordedData))
+		case rerun:
+			if durable == nil {
+				changes[name] = nil
+			} else {
+				changes[name] = &UnitState{Data: durable, Conn: conn, Server: now}
+			}
+			r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Str("outcome", "rerun").
+				Msgf("the server restarted: running the step again after %s, as --rerun asks", point(describe, name, durable))
+		default:
+			what := fmt.Sprintf("unit %s of step %s took effect beyond what is known durable", name, step.ID)
+			if describe != nil {
+				what = describe.DescribeDoubt(step.ID, name, durable, recordedData)
+			}
+			doubts = append(doubts, what)
+			recordedAt, nowAt = recorded, now
+		}
+	}
+	if len(doubts) > 0 {
+		return exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server restarted since runbook recorded the step's commits (it was started at %s, now at %s). "+
+			"A crash loses the commits not yet on the server's disk, and the server may then give their transaction ids to other transactions, so runbook cannot tell whether %s.\n"+
+			"Check them, then resume with --took-effect %s if they did, or with --rerun %s to run them again from what is known durable",
+			step.ID, recordedAt.UTC().Format(time.RFC3339Nano), nowAt.UTC().Format(time.RFC3339Nano), strings.Join(doubts, ", nor whether "), step.ID, step.ID))
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	return r.st.update(step.ID, true, nil, changes)
+}
+
+// point describes how far a unit's data reaches.
+func point(d actions.Describer, unit string, data []byte) string {
+	if d != nil {
+		return d.DescribePoint(unit, data)
+	}
+	if data == nil {
+		return "the start of unit " + unit
+	}
+	return "unit " + unit + " " + string(data)
+}
+
+const settleWait = 10 * time.Second
