@@ -18,7 +18,12 @@ import (
 	"github.com/runbookhq/runbook/schema"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv("RUNBOOK_TOY_CHILD") != "" {
+		os.Exit(toyChild())
+	}
+	pgtest.Main(m)
+}
 
 // harness runs runbooks written into a temporary directory.
 type harness struct {
