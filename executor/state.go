@@ -26,7 +26,7 @@ import (
 // StateFormat is the version of the state file's format (docs/state.md).
 const StateFormat = 1
 
-// Step statuses (SPEC §5).
+// Step statuses (docs/state.md).
 const (
 	Pending   = "pending"
 	Running   = "running"

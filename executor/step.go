@@ -317,7 +317,7 @@ func committedProgress(tx actions.PendingTx) *actions.Progress {
 	return p
 }
 
-// settle resolves steps a dead process left running (SPEC §5), before any
+// settle resolves steps a dead process left running (docs/state.md), before any
 // step runs: an in-doubt commit is settled by the server, an interrupted
 // non-transactional step re-runs only when idempotent or named by --rerun.
 func (r *runner) settle(ctx context.Context) error {

@@ -93,7 +93,7 @@ func ActionTypes() []ActionType {
 	return out
 }
 
-// rank keeps the SPEC's order for the built-in kinds.
+// rank keeps the documented order for the built-in kinds (docs/format.md).
 func rank(kind string) int {
 	for i, k := range []string{"sql", "shell", "generate", "assert", "confirm"} {
 		if k == kind {
