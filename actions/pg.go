@@ -80,7 +80,7 @@ func CancelOnContext(pc *pgconn.PgConn) ctxwatch.Handler {
 	return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
 }
 
-// Transient reports whether err is worth retrying as it is (SPEC §1, retry):
+// Transient reports whether err is worth retrying as it is (docs/format.md, retry):
 // a serialization failure (SQLSTATE 40001), a deadlock (40P01), a lock not
 // available (55P03, as lock_timeout and NOWAIT give), a connection exception
 // (class 08), or a failure of the connection itself: pgconn's "safe to retry"

@@ -546,8 +546,8 @@ func TestSQLCommitFails(t *testing.T) {
 
 // Untyped args: PostgreSQL infers a parameter's type from its use, and where
 // it cannot (format(), a bare SELECT $1) the args are sent as text — in a
-// transaction, autocommit, a generator and an assert alike (SPEC §3's own
-// example passes $1 to format()).
+// transaction, autocommit, a generator and an assert alike (the ownership
+// queries of docs/format.md pass $1 to format()).
 func TestArgsWithoutInferableType(t *testing.T) {
 	db := newDB(t)
 	db.exec(t, "CREATE TABLE nums (n int); INSERT INTO nums VALUES (1), (2), (3)")

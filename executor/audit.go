@@ -18,7 +18,7 @@ import (
 	"github.com/runbookhq/runbook/internal/exitcode"
 )
 
-// The audit log (SPEC §6, docs/audit.md) is a file of JSON lines, one event
+// The audit log (docs/audit.md) is a file of JSON lines, one event
 // per line, written by zerolog through the secret redactor and then through an
 // auditWriter, which chains the lines:
 //

@@ -90,7 +90,7 @@ type runner struct {
 }
 
 // Run runs (or resumes) a runbook and returns how it ended. The error carries
-// the exit code of SPEC §4 (internal/exitcode).
+// the exit code of docs/cli.md (internal/exitcode).
 func Run(ctx context.Context, o Options) (*Result, error) {
 	rb := o.Runbook
 	red := Secrets(rb, o.Values)

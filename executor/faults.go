@@ -13,7 +13,7 @@ import (
 // in STEP. Points: "before-commit" (the transaction id is durable, COMMIT not
 // yet sent), "committed" (COMMIT done, the progress not yet recorded) and
 // "step-end" (the step's end recorded, the next step not started). It
-// lets tests hit the in-doubt windows of SPEC §5 deterministically; operators
+// lets tests hit the in-doubt windows of docs/state.md deterministically; operators
 // never set it.
 var faults struct {
 	once  sync.Once

@@ -17,7 +17,7 @@ import (
 	"github.com/runbookhq/runbook/internal/pgquote"
 )
 
-// Env is what expressions see when they are evaluated (SPEC §2). Expressions are
+// Env is what expressions see when they are evaluated (docs/format.md). Expressions are
 // compiled and type-checked against this type at load time.
 type Env struct {
 	Params map[string]string     `expr:"params"`

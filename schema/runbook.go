@@ -5,7 +5,7 @@ import "reflect"
 // Version is the runbook format version this build reads.
 const Version = 1
 
-// Runbook is a v1 runbook document (SPEC §1).
+// Runbook is a v1 runbook document (docs/format.md).
 type Runbook struct {
 	Version     int         `yaml:"version" required:"true" doc:"Format version of the document: 1."`
 	Name        string      `yaml:"name" required:"true" pattern:"^[a-z0-9][a-z0-9-]*$" doc:"Name of the runbook: lower-case letters, digits and dashes. Keys the state file and the advisory lock."`

@@ -1,5 +1,5 @@
 // Command runbook executes declarative YAML runbooks for PostgreSQL operations.
-// See README.md and SPEC.md. This package is the command line only: it parses
+// See README.md and docs/cli.md. This package is the command line only: it parses
 // flags, calls the library packages and maps their errors to exit codes.
 package main
 

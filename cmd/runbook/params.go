@@ -8,7 +8,7 @@ import (
 	"github.com/runbookhq/runbook/schema"
 )
 
-// paramFlags are the [params] flags of SPEC §4.
+// paramFlags are the [params] flags (docs/cli.md).
 type paramFlags struct {
 	varsFiles []string
 	vars      []string

@@ -29,7 +29,7 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// Main runs the command line and returns the exit code (SPEC §4).
+// Main runs the command line and returns the exit code (docs/cli.md).
 func Main(args []string, in io.Reader, out, errw io.Writer) int {
 	s := &streams{in: in, out: out, err: errw}
 	root := newRoot(s)

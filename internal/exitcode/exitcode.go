@@ -1,4 +1,4 @@
-// Package exitcode maps runbook's errors to the process exit codes of SPEC §4.
+// Package exitcode maps runbook's errors to the process exit codes of docs/cli.md.
 package exitcode
 
 import (
@@ -7,7 +7,7 @@ import (
 	"github.com/runbookhq/runbook/schema"
 )
 
-// The exit codes of SPEC §4.
+// The exit codes (docs/cli.md, "Exit codes").
 const (
 	OK          = 0   // success
 	StepFailed  = 1   // a step failed
