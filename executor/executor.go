@@ -114,6 +114,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := checkSelection(rb, o); err != nil {
 		return nil, err
 	}
+	// Password files a killed runbook left behind (passfile.go).
+	sweepPassDirs(os.TempDir())
 
 	lock, err := lockState(path)
 	if err != nil {
