@@ -119,7 +119,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	lock, err := lockState(path)
 	if err != nil {
-		return nil, err
+		return nil, envError(err)
 	}
 	// The audit log is opened before the state changes: a log that cannot be
 	// appended to (locked, or not a chain) leaves the state as it was.
@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.LogPath != "" {
 		if audit, err = openAudit(o.LogPath); err != nil {
 			lock.Close()
-			return nil, err
+			return nil, envError(err)
 		}
 	}
 	st, err := prepareState(path, lock, rb, o)
@@ -136,7 +136,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if audit != nil {
 			audit.f.Close()
 		}
-		return nil, err
+		return nil, envError(err)
 	}
 	if o.Resume {
 		// The run's selection holds for its resumes: a step --from or --only
@@ -403,6 +403,9 @@ func (r *runner) run(ctx context.Context) error {
 		if (failure != nil || interrupted) && !step.Always {
 			continue
 		}
+		if err := r.auditStopped(step.ID, failure); err != nil {
+			return r.finish("failed", err)
+		}
 		stepCtx := ctx
 		if interrupted || ctx.Err() != nil {
 			// Clean-up steps run after an interrupt, bounded, on a context of
@@ -426,6 +429,9 @@ func (r *runner) run(ctx context.Context) error {
 		case failure == nil:
 			failure = err
 		}
+	}
+	if err := r.auditStopped("", failure); err != nil {
+		return r.finish("failed", err)
 	}
 	switch {
 	case interrupted:

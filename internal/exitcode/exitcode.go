@@ -1,4 +1,5 @@
-// Package exitcode maps runbook's errors to the process exit codes of SPEC §4.
+// Package exitcode maps runbook's errors to the process exit codes of SPEC §4,
+// and the one runbook adds: 5, its own files cannot be written.
 package exitcode
 
 import (
@@ -7,13 +8,14 @@ import (
 	"github.com/runbookhq/runbook/schema"
 )
 
-// The exit codes of SPEC §4.
+// The exit codes of SPEC §4, and Environment, which runbook adds.
 const (
 	OK          = 0   // success
 	StepFailed  = 1   // a step failed
 	Invalid     = 2   // invalid usage, runbook or params
 	Approval    = 3   // approval required
 	Refused     = 4   // resume refused: state/runbook mismatch, lock held
+	Environment = 5   // runbook cannot write its state or audit log (docs/behaviour.md)
 	Interrupted = 130 // interrupted by a signal
 )
 
