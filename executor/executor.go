@@ -71,6 +71,11 @@ type Result struct {
 	RunID     string
 	StatePath string
 	Outcome   string
+	// AlreadySucceeded is set when a resume found that the run had already
+	// succeeded (a kill after its last record, say): nothing ran, and Ended
+	// is when it ended.
+	AlreadySucceeded bool
+	Ended            time.Time
 }
 
 // Runner executes one run.
@@ -135,6 +140,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		lock.Close()
 		if audit != nil {
 			audit.f.Close()
+		}
+		var done *finishedError
+		if errors.As(err, &done) {
+			return &Result{RunID: done.st.RunID, StatePath: path, Outcome: done.st.Outcome, AlreadySucceeded: true, Ended: done.ended()}, nil
 		}
 		return nil, envError(err)
 	}
@@ -228,11 +237,11 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 	refuse := func(format string, args ...any) error {
 		return exitcode.With(exitcode.Refused, fmt.Errorf("resume refused: "+format, args...))
 	}
-	if !st.Unfinished() {
-		return refuse("the run %s in %s already succeeded; start a new one with runbook run", st.RunID, st.path)
-	}
 	if st.Runbook.Name != rb.Name {
 		return refuse("the state belongs to runbook %s, not %s", st.Runbook.Name, rb.Name)
+	}
+	if !st.Unfinished() {
+		return &finishedError{st: st}
 	}
 	for _, v := range o.Values {
 		if v.Secret {
@@ -453,6 +462,7 @@ func (r *runner) finish(outcome string, err error) error {
 	if werr := r.st.write(&record{Outcome: outcome, Ended: &now}, true); werr != nil && err == nil {
 		err = werr
 	}
+	crashPoint("run-end", "")
 	ev := r.log.Info()
 	if outcome != "succeeded" {
 		ev = r.log.Error()

@@ -3,6 +3,7 @@ package executor
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/runbookhq/runbook/internal/exitcode"
 )
@@ -61,4 +62,21 @@ func (r *runner) auditStopped(next string, failure error) error {
 		err = fmt.Errorf("%w\nbefore that, a step failed: %w", err, failure)
 	}
 	return exitcode.With(exitcode.Environment, err)
+}
+
+// finishedError is what checkResume returns for a run that already
+// succeeded: resuming it is not refused but does nothing (Run reports it in
+// Result.AlreadySucceeded), so that a resume after a kill that landed after
+// the run's last record ends well.
+type finishedError struct{ st *State }
+
+func (e *finishedError) Error() string {
+	return fmt.Sprintf("the run %s in %s already succeeded", e.st.RunID, e.st.path)
+}
+
+func (e *finishedError) ended() time.Time {
+	if e.st.Ended != nil {
+		return *e.st.Ended
+	}
+	return time.Time{}
 }
