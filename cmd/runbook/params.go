@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/runbookhq/runbook/runbooks"
@@ -11,11 +14,13 @@ import (
 type paramFlags struct {
 	varsFiles []string
 	vars      []string
+	cmd       *cobra.Command
 }
 
 func (p *paramFlags) register(c *cobra.Command) {
+	p.cmd = c
 	c.Flags().StringArrayVar(&p.varsFiles, "vars", nil, "vars file: a YAML map of param values (repeatable; later files win)")
-	c.Flags().StringArrayVar(&p.vars, "var", nil, "param value NAME=VALUE (repeatable; wins over vars files)")
+	c.Flags().StringArrayVar(&p.vars, "var", nil, "param value NAME=VALUE (repeatable; wins over vars files; not for secrets: the command line is visible to every user of the machine)")
 }
 
 // load loads a runbook (a file or builtin:NAME) and resolves its params.
@@ -33,9 +38,34 @@ func (p *paramFlags) resolve(ref string, withoutSecrets bool) (*schema.Runbook, 
 	if err != nil {
 		return nil, nil, err
 	}
+	p.warnSecretVars(rb)
 	vals, err := rb.ResolveParams(schema.ParamInputs{VarsFiles: p.varsFiles, Vars: p.vars, WithoutSecrets: withoutSecrets})
 	if err != nil {
 		return rb, nil, err
 	}
 	return rb, vals, nil
+}
+
+// warnSecretVars warns, once per param, when a secret param is given with
+// --var: the value sits in the process list (ps, /proc/PID/cmdline) for
+// every user of the machine while runbook runs.
+func (p *paramFlags) warnSecretVars(rb *schema.Runbook) {
+	if p.cmd == nil {
+		return
+	}
+	warned := map[string]bool{}
+	for _, kv := range p.vars {
+		name, _, _ := strings.Cut(kv, "=")
+		par := rb.Params.Lookup(name)
+		if par == nil || !par.Secret || warned[name] {
+			continue
+		}
+		warned[name] = true
+		env := "add env: NAME to its definition and set NAME"
+		if par.Env != "" {
+			env = "export " + par.Env + "=…, which its env: reads"
+		}
+		fmt.Fprintf(p.cmd.ErrOrStderr(), "runbook: warning: secret param %s was given with --var: its value is on the command line, which every user of this machine can read (ps, /proc) while runbook runs; give it through the environment (%s) or a vars file readable only by you (--vars FILE) instead\n",
+			name, env)
+	}
 }
