@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"io"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,8 +54,10 @@ type Conns interface {
 	Extra(ctx context.Context, name string) (*pgx.Conn, error)
 	// ChildEnv returns the libpq environment (PGHOST, PGPORT, PGUSER,
 	// PGDATABASE, PGSSLMODE, PGPASSFILE …) that lets a child process reach the
-	// named connection, without the password ever being in its argv.
-	ChildEnv(ctx context.Context, name string) ([]string, error)
+	// named connection, without the password ever being in its argv, and the
+	// files the child must inherit for it (its ExtraFiles: descriptors 3, 4 …;
+	// PGPASSFILE may name one of them as /dev/fd/N).
+	ChildEnv(ctx context.Context, name string) ([]string, []*os.File, error)
 }
 
 // Approver decides whether a confirm step may go on.

@@ -230,7 +230,9 @@ func (c *testConns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-func (c *testConns) ChildEnv(context.Context, string) ([]string, error) { return nil, nil }
+func (c *testConns) ChildEnv(context.Context, string) ([]string, []*os.File, error) {
+	return nil, nil, nil
+}
 
 // conn returns the open connection name (connecting if needed).
 func (c *testConns) conn(name string) *pgx.Conn {

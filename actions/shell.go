@@ -20,7 +20,7 @@ import (
 type Shell struct {
 	Command schema.Template            `yaml:"run" short:"true" doc:"A command line run by bash -euo pipefail -c."`
 	Pipe    []Stage                    `yaml:"pipe" doc:"Commands wired stdout to stdin and started together; every stage's exit status counts."`
-	Conn    schema.ConnRef             `yaml:"conn" doc:"With run: give the command this connection's libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE, password via a 0600 passfile)."`
+	Conn    schema.ConnRef             `yaml:"conn" doc:"With run: give the command this connection's libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE, and the password through PGPASSFILE, a password file in memory that no process outlives)."`
 	Env     map[string]schema.Template `yaml:"env" doc:"Extra environment variables for every command."`
 	Dir     string                     `yaml:"dir" doc:"Working directory, relative to the runbook's directory."`
 	Capture string                     `yaml:"capture" enum:"stdout" doc:"stdout: keep the (last stage's) standard output, up to 1 MiB, as outputs.stdout."`
@@ -82,7 +82,7 @@ func (a *Shell) Validate(v *schema.Validation) {
 const maxCapture = 1 << 20
 
 // Run implements Runner. Secrets reach a child only through its environment
-// (env:, or conn: which writes the password to a 0600 passfile): a command
+// (env:) or an inherited password file (conn:, see Conns.ChildEnv): a command
 // line that would carry a secret is refused before anything starts.
 func (a *Shell) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	stages, err := a.stages(ctx, rc)
@@ -172,14 +172,15 @@ func (a *Shell) stages(ctx context.Context, rc *Context) ([]pipeline.Stage, erro
 			return nil, fmt.Errorf("run: %w", err)
 		}
 		env := append(os.Environ(), shellEnv...)
+		var files []*os.File
 		if a.Conn.Name != "" {
-			pg, err := rc.Conns.ChildEnv(ctx, a.Conn.Name)
+			pg, fs, err := rc.Conns.ChildEnv(ctx, a.Conn.Name)
 			if err != nil {
 				return nil, err
 			}
-			env = append(env, pg...)
+			env, files = append(env, pg...), fs
 		}
-		st := pipeline.Stage{Name: "bash", Argv: []string{"bash", "-euo", "pipefail", "-c", script}, Env: env, Dir: dir}
+		st := pipeline.Stage{Name: "bash", Argv: []string{"bash", "-euo", "pipefail", "-c", script}, Env: env, Dir: dir, ExtraFiles: files}
 		return []pipeline.Stage{st}, checkArgv(rc, 0, st.Argv)
 	}
 	stages := make([]pipeline.Stage, len(a.Pipe))
@@ -198,18 +199,19 @@ func (a *Shell) stages(ctx context.Context, rc *Context) ([]pipeline.Stage, erro
 			return nil, err
 		}
 		env := append(append(os.Environ(), shellEnv...), stageEnv...)
+		var files []*os.File
 		if s.Conn.Name != "" {
-			pg, err := rc.Conns.ChildEnv(ctx, s.Conn.Name)
+			pg, fs, err := rc.Conns.ChildEnv(ctx, s.Conn.Name)
 			if err != nil {
 				return nil, err
 			}
-			env = append(env, pg...)
+			env, files = append(env, pg...), fs
 		}
 		name := s.Name
 		if name == "" {
 			name = filepath.Base(argv[0])
 		}
-		stages[i] = pipeline.Stage{Name: name, Argv: argv, Env: env, Dir: dir}
+		stages[i] = pipeline.Stage{Name: name, Argv: argv, Env: env, Dir: dir, ExtraFiles: files}
 	}
 	return stages, nil
 }

@@ -179,7 +179,7 @@ func (w *auditWriter) Write(p []byte) (int, error) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		w.err = fmt.Errorf("audit log: %w (nothing more is appended; the next run records the torn line)", err)
+		w.err = fmt.Errorf("audit log: %w", err)
 		return 0, w.err
 	}
 	w.seq++

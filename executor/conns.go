@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +29,10 @@ type conns struct {
 	red     *redact.Redactor
 	// identify checks and records the identity of a server on first connect.
 	identify func(name string, s Server) error
-	tmpDir   string
+	// pass are the connections' password files (passfile.go), made on
+	// first use; passDir is the fallback directory, when one was needed.
+	pass    map[string]*secretFile
+	passDir *passDir
 
 	mu   sync.Mutex
 	open map[string]*pgx.Conn
@@ -149,16 +151,17 @@ func (s *stepConns) closeExtra() {
 }
 
 // ChildEnv implements actions.Conns: libpq's environment for a child process,
-// the password in a 0600 passfile (never in argv, never in the environment).
-func (c *conns) ChildEnv(ctx context.Context, name string) ([]string, error) {
+// the password in a password file that no process outlives (passfile.go):
+// never in argv, never in the environment, never on a disk where memfd exists.
+func (c *conns) ChildEnv(ctx context.Context, name string) ([]string, []*os.File, error) {
 	// Connect first: the server's identity is checked and recorded (a resume
 	// against another server refuses), and a wrong password fails here, clearly.
 	if _, err := c.Conn(ctx, name); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg, err := c.config(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env := []string{
 		"PGHOST=" + cfg.Host,
@@ -171,34 +174,23 @@ func (c *conns) ChildEnv(ctx context.Context, name string) ([]string, error) {
 	for k, v := range libpqOptions(c.urls[name]) {
 		env = append(env, k+"="+v)
 	}
-	if cfg.Password != "" {
-		pf, err := c.passfile(name, cfg)
-		if err != nil {
-			return nil, err
-		}
-		env = append(env, "PGPASSFILE="+pf)
+	if cfg.Password == "" {
+		return env, nil, nil
 	}
-	return env, nil
-}
-
-// passfile writes a 0600 libpq password file for one connection.
-func (c *conns) passfile(name string, cfg *pgx.ConnConfig) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.tmpDir == "" {
-		dir, err := os.MkdirTemp("", "runbook-")
-		if err != nil {
-			return "", err
+	sf := c.pass[name]
+	if sf == nil {
+		if sf, err = newSecretFile(name, passLine(cfg.User, cfg.Password), &c.passDir); err != nil {
+			return nil, nil, err
 		}
-		c.tmpDir = dir
+		if c.pass == nil {
+			c.pass = map[string]*secretFile{}
+		}
+		c.pass[name] = sf
 	}
-	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
-	line := fmt.Sprintf("*:*:*:%s:%s\n", esc.Replace(cfg.User), esc.Replace(cfg.Password))
-	p := filepath.Join(c.tmpDir, name+".pgpass")
-	if err := os.WriteFile(p, []byte(line), 0o600); err != nil {
-		return "", fmt.Errorf("passfile: %w", err)
-	}
-	return p, nil
+	kv, files := sf.childEnv()
+	return append(env, kv), files, nil
 }
 
 // libpqOptions maps a connection string's TLS and other options to libpq
@@ -250,7 +242,7 @@ func (c *conns) lock(ctx context.Context, name, runbook string) error {
 	return nil
 }
 
-// close closes every connection and removes passfiles.
+// close closes every connection and the password files.
 func (c *conns) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -260,8 +252,12 @@ func (c *conns) close() {
 		cancel()
 		delete(c.open, name)
 	}
-	if c.tmpDir != "" {
-		os.RemoveAll(c.tmpDir)
-		c.tmpDir = ""
+	for name, sf := range c.pass {
+		sf.close()
+		delete(c.pass, name)
+	}
+	if c.passDir != nil {
+		c.passDir.remove()
+		c.passDir = nil
 	}
 }

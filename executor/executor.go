@@ -74,6 +74,11 @@ type Result struct {
 	RunID     string
 	StatePath string
 	Outcome   string
+	// AlreadySucceeded is set when a resume found that the run had already
+	// succeeded (a kill after its last record, say): nothing ran, and Ended
+	// is when it ended.
+	AlreadySucceeded bool
+	Ended            time.Time
 }
 
 // Runner executes one run.
@@ -122,9 +127,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := checkSelection(rb, o); err != nil {
 		return nil, err
 	}
+	// Password files a killed runbook left behind (passfile.go).
+	sweepPassDirs(os.TempDir())
 
 	if err := store.Lock(); err != nil {
-		return nil, err
+		return nil, envError(err)
 	}
 	// The audit log is opened before the state changes: a log that cannot be
 	// appended to (locked, or not a chain) leaves the state as it was.
@@ -132,7 +139,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.LogPath != "" {
 		if audit, err = openAudit(o.LogPath); err != nil {
 			store.Close()
-			return nil, err
+			return nil, envError(err)
 		}
 	}
 	st, err := prepareState(store, rb, o)
@@ -141,7 +148,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if audit != nil {
 			audit.f.Close()
 		}
-		return nil, err
+		var done *finishedError
+		if errors.As(err, &done) {
+			return &Result{RunID: done.st.RunID, StatePath: path, Outcome: done.st.Outcome, AlreadySucceeded: true, Ended: done.ended()}, nil
+		}
+		return nil, envError(err)
 	}
 	if o.Resume {
 		// The run's selection holds for its resumes: a step --from or --only
@@ -245,11 +256,11 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 	refuse := func(format string, args ...any) error {
 		return exitcode.With(exitcode.Refused, fmt.Errorf("resume refused: "+format, args...))
 	}
-	if !st.Unfinished() {
-		return refuse("the run %s in %s already succeeded; start a new one with runbook run", st.RunID, st.store.Where())
-	}
 	if st.Runbook.Name != rb.Name {
 		return refuse("the state belongs to runbook %s, not %s", st.Runbook.Name, rb.Name)
+	}
+	if !st.Unfinished() {
+		return &finishedError{st: st}
 	}
 	for _, v := range o.Values {
 		if v.Secret {
@@ -425,6 +436,9 @@ func (r *runner) run(ctx context.Context) error {
 		if (failure != nil || interrupted) && !step.Always {
 			continue
 		}
+		if err := r.auditStopped(step.ID, failure); err != nil {
+			return r.finish("failed", err)
+		}
 		stepCtx := ctx
 		if interrupted || ctx.Err() != nil {
 			// Clean-up steps run after an interrupt, bounded, on a context of
@@ -449,6 +463,9 @@ func (r *runner) run(ctx context.Context) error {
 			failure = err
 		}
 	}
+	if err := r.auditStopped("", failure); err != nil {
+		return r.finish("failed", err)
+	}
 	switch {
 	case interrupted:
 		return r.finish("interrupted", exitcode.With(exitcode.Interrupted, fmt.Errorf("interrupted; the state is resumable:\n  %s", resumeCommand(r.o, st.store.Where()))))
@@ -469,6 +486,7 @@ func (r *runner) finish(outcome string, err error) error {
 	if werr := r.st.write(&record{Outcome: outcome, Ended: &now}, true); werr != nil && err == nil {
 		err = werr
 	}
+	crashPoint("run-end", "")
 	ev := r.log.Info()
 	if outcome != "succeeded" {
 		ev = r.log.Error()

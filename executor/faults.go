@@ -11,8 +11,10 @@ import (
 // Fault injection for the crash tests: RUNBOOK_CRASH_AFTER=POINT:STEP[:N] makes
 // the process kill itself with SIGKILL the Nth time (default 1) it passes POINT
 // in STEP. Points: "before-commit" (the transaction id is durable, COMMIT not
-// yet sent), "committed" (COMMIT done, the progress not yet recorded) and
-// "step-end" (the step's end recorded, the next step not started). It
+// yet sent), "committed" (COMMIT done, the progress not yet recorded),
+// "step-end" (the step's end recorded, the next step not started) and
+// "run-end" with an empty STEP ("run-end:": the run's outcome recorded, its
+// run.end not yet logged). It
 // lets tests hit the in-doubt windows of docs/state.md deterministically; operators
 // never set it.
 var faults struct {

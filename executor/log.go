@@ -35,8 +35,9 @@ func (r *runner) setupLog() error {
 		// zerolog → redact → audit → file: what is chained and hashed is
 		// exactly what is written, secrets already masked (docs/audit.md).
 		// The state's fsyncs wait for the log's (see auditWriter.waitSync).
+		// A failed write stops the run before its next step (auditStopped).
 		r.st.afterSync = audit.waitSync
-		writers = append(writers, r.red.Writer(audit))
+		writers = append(writers, r.red.Writer(auditSink{audit}))
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	r.log = zerolog.New(zerolog.MultiLevelWriter(writers...)).With().Timestamp().Str("run_id", r.st.RunID).Logger()

@@ -1,9 +1,12 @@
 package main
 
 import (
-	"github.com/runbookhq/runbook/executor"
+	"fmt"
+	"strings"
+
 	"github.com/spf13/cobra"
 
+	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/runbooks"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -12,11 +15,13 @@ import (
 type paramFlags struct {
 	varsFiles []string
 	vars      []string
+	cmd       *cobra.Command
 }
 
 func (p *paramFlags) register(c *cobra.Command) {
+	p.cmd = c
 	c.Flags().StringArrayVar(&p.varsFiles, "vars", nil, "vars file: a YAML map of param values (repeatable; later files win)")
-	c.Flags().StringArrayVar(&p.vars, "var", nil, "param value NAME=VALUE (repeatable; wins over vars files)")
+	c.Flags().StringArrayVar(&p.vars, "var", nil, "param value NAME=VALUE (repeatable; wins over vars files; not for secrets: the command line is visible to every user of the machine)")
 }
 
 // load loads a runbook (a file or builtin:NAME) and resolves its params.
@@ -34,6 +39,7 @@ func (p *paramFlags) resolve(ref string, withoutSecrets bool) (*schema.Runbook, 
 	if err != nil {
 		return nil, nil, err
 	}
+	p.warnSecretVars(rb)
 	vals, err := rb.ResolveParams(schema.ParamInputs{VarsFiles: p.varsFiles, Vars: p.vars, WithoutSecrets: withoutSecrets})
 	if err != nil {
 		return rb, nil, err
@@ -60,4 +66,28 @@ func firstArg(args []string) string {
 		return ""
 	}
 	return args[0]
+}
+
+// warnSecretVars warns, once per param, when a secret param is given with
+// --var: the value sits in the process list (ps, /proc/PID/cmdline) for
+// every user of the machine while runbook runs.
+func (p *paramFlags) warnSecretVars(rb *schema.Runbook) {
+	if p.cmd == nil {
+		return
+	}
+	warned := map[string]bool{}
+	for _, kv := range p.vars {
+		name, _, _ := strings.Cut(kv, "=")
+		par := rb.Params.Lookup(name)
+		if par == nil || !par.Secret || warned[name] {
+			continue
+		}
+		warned[name] = true
+		env := "add env: NAME to its definition and set NAME"
+		if par.Env != "" {
+			env = "export " + par.Env + "=…, which its env: reads"
+		}
+		fmt.Fprintf(p.cmd.ErrOrStderr(), "runbook: warning: secret param %s was given with --var: its value is on the command line, which every user of this machine can read (ps, /proc) while runbook runs; give it through the environment (%s) or a vars file readable only by you (--vars FILE) instead\n",
+			name, env)
+	}
 }

@@ -102,7 +102,8 @@ assertions and human approvals. It keeps a durable state file so an interrupted
 run resumes exactly where it stopped, and a tamper-evident JSON audit log.
 
 Exit codes: 0 success · 1 a step failed · 2 invalid usage, runbook or params ·
-3 approval required · 4 resume refused · 130 interrupted.`,
+3 approval required · 4 resume refused · 5 runbook cannot write its state or
+audit log (nothing more ran; resumable) · 130 interrupted.`,
 		Example: `  runbook validate migrate.yaml --vars customers/acme.yaml
   runbook plan builtin:heroku-to-crunchy-bridge --vars acme.yaml
   runbook run migrate.yaml --vars acme.yaml --log acme.log

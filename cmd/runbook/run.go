@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -67,7 +68,8 @@ func newResumeCmd(s *streams) *cobra.Command {
 		Long: `resume continues the run recorded in the state: a transaction whose commit was
 in doubt is settled by asking the server; a failed step runs again (as edited
 since, if it was); completed steps are never repeated and must not have
-changed. Secret params are given again; non-secret params must match.`,
+changed. Secret params are given again; non-secret params must match.
+Resuming a run that already succeeded does nothing, says so, and exits 0.`,
 		Example: `  runbook resume migrate.yaml --vars customers/acme.yaml --var target_url=…
   runbook resume migrate.yaml --vars acme.yaml --rerun restore
   runbook resume migrate.yaml --vars acme.yaml --took-effect set-owners`,
@@ -112,7 +114,11 @@ func execute(ctx context.Context, s *streams, f *runFlags, ref string, o executo
 	ctx, stop := executor.WithSignals(ctx, errFile)
 	defer stop()
 	fmt.Fprintf(s.err, "runbook: state %s\n", o.StatePath)
-	_, err = executor.Run(ctx, o)
+	res, err := executor.Run(ctx, o)
+	if err == nil && res.AlreadySucceeded {
+		fmt.Fprintf(s.err, "runbook: the run %s already succeeded (ended %s): nothing to resume; runbook run starts a new one\n",
+			res.RunID, res.Ended.Format(time.RFC3339))
+	}
 	return err
 }
 

@@ -1,4 +1,5 @@
-// Package exitcode maps runbook's errors to the process exit codes of docs/cli.md.
+// Package exitcode maps runbook's errors to the process exit codes of
+// docs/cli.md.
 package exitcode
 
 import (
@@ -14,6 +15,7 @@ const (
 	Invalid     = 2   // invalid usage, runbook or params
 	Approval    = 3   // approval required
 	Refused     = 4   // resume refused: state/runbook mismatch, lock held
+	Environment = 5   // runbook cannot write its state or audit log (docs/behaviour.md)
 	Interrupted = 130 // interrupted by a signal
 )
 

@@ -354,7 +354,18 @@ func (c *cluster) writeConf(cfg *config) error {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if len(cfg.hba) == 0 {
+		return nil
+	}
+	hba := filepath.Join(c.srv.DataDir, "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(hba, []byte("# pgtest.WithHBA\n"+strings.Join(cfg.hba, "\n")+"\n\n"+string(old)), 0o600)
 }
 
 // start starts the server on a free port, retrying with another port when

@@ -239,6 +239,7 @@ type config struct {
 	pgaudit  bool
 	fsync    bool
 	settings [][2]string
+	hba      []string
 }
 
 // WithPgaudit prepares the cluster as Crunchy Bridge does:
@@ -260,6 +261,15 @@ func WithFsync() Option { return func(c *config) { c.fsync = true } }
 // server.
 func WithSetting(k, v string) Option {
 	return func(c *config) { c.settings = append(c.settings, [2]string{k, v}) }
+}
+
+// WithHBA puts lines at the top of the cluster's pg_hba.conf, before the
+// trust rules pgtest writes, so they win: for example
+// "host all alice 127.0.0.1/32 scram-sha-256" makes the role alice log in with
+// its password while every other role is still trusted. Ignored for an
+// external server (see Server.External).
+func WithHBA(lines ...string) Option {
+	return func(c *config) { c.hba = append(c.hba, lines...) }
 }
 
 func newConfig(opts []Option) *config {

@@ -81,6 +81,9 @@ type Stage struct {
 	Argv []string // Argv[0] is looked up in the PATH of Env (of runbook's environment when Env has none)
 	Env  []string // full environment of the child; nil: runbook's own environment (as os/exec)
 	Dir  string   // working directory; "": runbook's
+	// ExtraFiles are inherited by the child as file descriptors 3, 4 …
+	// (exec.Cmd.ExtraFiles; a nil entry leaves that descriptor closed).
+	ExtraFiles []*os.File
 }
 
 // Options control a Run. The zero value runs the stages with stdin and stdout
@@ -574,7 +577,7 @@ func (r *runner) command(i int) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := &exec.Cmd{Path: path, Args: st.Argv, Env: st.Env, Dir: st.Dir}
+	cmd := &exec.Cmd{Path: path, Args: st.Argv, Env: st.Env, Dir: st.Dir, ExtraFiles: st.ExtraFiles}
 	// A nil *os.File must not become a non-nil io.Reader/io.Writer.
 	if f := r.childIn[i]; f != nil {
 		cmd.Stdin = f

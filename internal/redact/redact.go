@@ -5,9 +5,18 @@
 // A Redactor knows a set of secrets and the forms each one takes on the way
 // out: as written, URL-encoded (query, path and userinfo escaping, and every
 // byte %-encoded), JSON-escaped (as zerolog and encoding/json write strings) and
-// Go-quoted (as %q writes it). Every occurrence of any form is replaced by
-// "***". Where occurrences of different secrets overlap, the whole overlapping
-// stretch is masked, so no fragment of either leaks.
+// Go-quoted (as %q writes it), and escaped as libpq reads it from a password
+// file (\: and \\) or a quoted keyword/value connection string (\' and \\).
+// Every occurrence of any form is replaced by "***". Where occurrences of
+// different secrets overlap, the whole overlapping stretch is masked, so no
+// fragment of either leaks.
+//
+// A form shorter than ShortForm bytes (a secret of one to three characters,
+// say "x") is masked only where it stands alone: where neither the byte
+// before it nor the byte after it is a letter, a digit, '_' or part of a
+// non-ASCII character. Masking every "x" would turn "syntax" into "synta***",
+// make every line unreadable, and point at the secret all the same; standing
+// alone ("password x", "u:x@host", "\"x\"") it is masked.
 //
 // Masking works on whole strings: a secret split across two Write calls of a
 // Writer is not seen. zerolog writes each event with one Write, and
@@ -39,6 +48,11 @@ type Redactor struct {
 	set     atomic.Pointer[formSet] // read without locking
 }
 
+// ShortForm is the length, in bytes, from which a form is masked wherever it
+// occurs; a shorter one is masked only where it stands alone (see the package
+// documentation).
+const ShortForm = 4
+
 // formSet is an immutable snapshot of every form to mask, longest first.
 type formSet struct {
 	strs  []string
@@ -57,8 +71,9 @@ func New(secrets ...string) *Redactor {
 // url.PathEscape, the escaping of a password in URL userinfo, every byte
 // %-encoded (upper and lower case hex), JSON string escaping (as zerolog writes
 // it, and as encoding/json writes it with and without HTML escaping), the body
-// of strconv.Quote, and the JSON escaping of each URL and quoted form. Empty
-// strings are ignored.
+// of strconv.Quote, libpq's password-file escaping (\: and \\) and its quoted
+// keyword/value escaping (\' and \\), and the JSON escaping of each of those
+// forms. Empty strings are ignored.
 func (r *Redactor) Add(secrets ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -124,6 +139,7 @@ func Forms(secret string) []string {
 	if q := strconv.Quote(secret); len(q) >= 2 {
 		base = append(base, q[1:len(q)-1])
 	}
+	base = append(base, passfileEscape.Replace(secret), conninfoEscape.Replace(secret))
 	var out []string
 	seen := map[string]bool{}
 	add := func(f string) {
@@ -140,6 +156,18 @@ func Forms(secret string) []string {
 	}
 	return out
 }
+
+var (
+	// passfileEscape escapes a field of a libpq password file (~/.pgpass).
+	passfileEscape = strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+	// conninfoEscape escapes a single-quoted value of a keyword/value
+	// connection string (password='…').
+	conninfoEscape = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+)
+
+// PassfileEscape escapes a user name or password for a line of a libpq
+// password file, as libpq reads it back: '\' and ':' are preceded by '\'.
+func PassfileEscape(s string) string { return passfileEscape.Replace(s) }
 
 const (
 	upperHex = "0123456789ABCDEF"
@@ -255,19 +283,24 @@ func (r *Redactor) Bytes(b []byte) []byte {
 type span struct{ start, end int }
 
 // findSpans returns the stretches of s covered by occurrences of forms
-// (overlapping occurrences merged), in order, or nil when there are none.
+// (overlapping occurrences merged), in order, or nil when there are none. A
+// form shorter than ShortForm counts only where it stands alone.
 func findSpans[T string | []byte](s T, forms []T, index func(T, T) int) []span {
 	var sp []span
 	for _, f := range forms {
 		if len(f) > len(s) {
 			continue
 		}
+		short := len(f) < ShortForm
 		for off := 0; off+len(f) <= len(s); {
 			i := index(s[off:], f)
 			if i < 0 {
 				break
 			}
-			sp = append(sp, span{off + i, off + i + len(f)})
+			start, end := off+i, off+i+len(f)
+			if !short || (start == 0 || !wordByte(s[start-1])) && (end == len(s) || !wordByte(s[end])) {
+				sp = append(sp, span{start, end})
+			}
 			off += i + 1 // occurrences of one form may overlap too
 		}
 	}
@@ -301,6 +334,12 @@ func (r *Redactor) Writer(w io.Writer) io.Writer {
 type writer struct {
 	r *Redactor
 	w io.Writer
+}
+
+// wordByte reports whether c continues a word around a short form: an ASCII
+// letter or digit, '_', or a byte of a non-ASCII character.
+func wordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c >= utf8.RuneSelf
 }
 
 func (w *writer) Write(p []byte) (int, error) {

@@ -29,20 +29,33 @@ func TestString(t *testing.T) {
 		{"none registered", nil, "hello", "hello"},
 		{"empty secret ignored", []string{""}, "hello", "hello"},
 		{"plain", []string{"hunter2"}, "pw=hunter2 end", "pw=*** end"},
-		{"every occurrence", []string{"s3"}, "s3 s3s3 xs3x", "*** ****** x***x"},
-		{"at edges", []string{"abc"}, "abc", "***"},
-		{"no match", []string{"abc"}, "ab c", "ab c"},
+		{"every occurrence", []string{"s3cr"}, "s3cr s3crs3cr xs3crx", "*** ****** x***x"},
+		{"at edges", []string{"abcd"}, "abcd", "***"},
+		{"no match", []string{"abcd"}, "ab cd", "ab cd"},
 		{"contained secret", []string{"pass", "password1"}, "password1 pass", "*** ***"},
 		{"contained secret, other order", []string{"password1", "pass"}, "password1 pass", "*** ***"},
 		{"overlapping secrets", []string{"abcd", "cdef"}, "xabcdefx", "x***x"},
 		{"overlapping reversed", []string{"cdef", "abcd"}, "xabcdefx", "x***x"},
-		{"self-overlap", []string{"aa"}, "aaa b", "*** b"},
-		{"chain of overlaps", []string{"abc", "cde", "efg"}, "-abcdefg-", "-***-"},
+		{"self-overlap", []string{"aaaa"}, "aaaaa b", "*** b"},
+		{"chain of overlaps", []string{"abcd", "cdef", "efgh"}, "-abcdefgh-", "-***-"},
 		{"non-ASCII", []string{"pässwörd"}, "x pässwörd y", "x *** y"},
 		{"query escaped", []string{"a b&c"}, "?password=a+b%26c&x=1", "?password=***&x=1"},
 		{"path escaped", []string{"a b/c"}, "/a%20b%2Fc/", "/***/"},
 		{"every byte encoded, upper", []string{"ab"}, "x%61%62y", "x***y"},
 		{"every byte encoded, lower", []string{"a:"}, "x%61%3ay", "x***y"},
+		{"passfile escaped", []string{`pa:ss\wo`}, `*:*:*:u:pa\:ss\\wo`, `*:*:*:u:***`},
+		{"passfile escaped, json", []string{`pa:ss\wo`}, `{"m":"u:pa\\:ss\\\\wo"}`, `{"m":"u:***"}`},
+		{"conninfo quoted", []string{`it's\x`}, `password='it\'s\\x'`, `password='***'`},
+
+		// Forms shorter than ShortForm bytes are masked only standing alone.
+		{"short inside words", []string{"x"}, "syntax xylophone max_x x2", "syntax xylophone max_x x2"},
+		{"short standing alone", []string{"x"}, "pw x, u:x@h [x] x", "pw ***, u:***@h [***] ***"},
+		{"short in json", []string{"x"}, `{"msg":"x","k":"xx"}`, `{"msg":"***","k":"xx"}`},
+		{"short next to non-ASCII", []string{"ab"}, "äab ab", "äab ***"},
+		{"short, three bytes", []string{"abc"}, "abcdef abc", "abcdef ***"},
+		{"four bytes: everywhere", []string{"abcd"}, "abcdef", "***ef"},
+		{"short secret, long encoded form everywhere", []string{"ab"}, "x%61%62y", "x***y"},
+		{"short inside a longer secret's match", []string{"ab", "xabx"}, "xabx ab zab", "*** *** zab"},
 		{"json escaped", []string{"a\"b\\c\nd"}, `{"m":"a\"b\\c\nd"}`, `{"m":"***"}`},
 		{"json control char", []string{"a\x01b"}, `{"m":"a\u0001b"}`, `{"m":"***"}`},
 		{"go quoted", []string{"a\tb\x00"}, `"a\tb\x00"`, `"***"`},
@@ -142,10 +155,10 @@ func TestAddLater(t *testing.T) {
 }
 
 func TestBytesDoesNotModifyInput(t *testing.T) {
-	r := New("abc")
-	in := []byte("xabcx")
+	r := New("abcd")
+	in := []byte("xabcdx")
 	out := r.Bytes(in)
-	if string(in) != "xabcx" || string(out) != "x***x" {
+	if string(in) != "xabcdx" || string(out) != "x***x" {
 		t.Fatalf("in %q out %q", in, out)
 	}
 	clean := []byte("nothing")
