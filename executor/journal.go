@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -39,6 +40,7 @@ func (j *journal) Units() []string {
 }
 
 func (j *journal) BeforeCommit(ctx context.Context, tx actions.Tx) error {
+	tx.Data = j.r.maskJSON(tx.Data)
 	u := j.r.st.unit(j.step, tx.Unit)
 	next := &UnitState{Tx: &tx}
 	if u != nil {
@@ -53,6 +55,7 @@ func (j *journal) BeforeCommit(ctx context.Context, tx actions.Tx) error {
 
 func (j *journal) Committed(tx actions.Tx) error {
 	crashPoint("committed", j.step)
+	tx.Data = j.r.maskJSON(tx.Data)
 	next := j.r.st.unit(j.step, tx.Unit).committed(tx)
 	if tx.XID != 0 {
 		// No record of its own: if the process dies before the step's next
@@ -73,4 +76,43 @@ func (j *journal) PutBlob(name string, write func(w io.Writer) error) error {
 
 func (j *journal) OpenBlob(name string) (io.ReadCloser, error) {
 	return j.r.st.openBlob(j.step, name)
+}
+
+// maskJSON masks the secrets in JSON the state is about to keep (a unit's
+// data may hold a step's outputs, rows a query returned): the state never
+// holds a secret (docs/secrets.md). JSON that masking would break is kept
+// out whole.
+func (r *runner) maskJSON(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	m := r.red.Bytes(b)
+	if bytes.Equal(m, b) {
+		return b
+	}
+	if !json.Valid(m) {
+		return []byte(`"(withheld: it held a secret)"`)
+	}
+	return m
+}
+
+// maskOutputs returns outputs as the state may keep them: with their secrets
+// masked.
+func (r *runner) maskOutputs(out actions.Outputs) actions.Outputs {
+	if out == nil {
+		return nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return out
+	}
+	m := r.maskJSON(b)
+	if bytes.Equal(m, b) {
+		return out
+	}
+	var masked actions.Outputs
+	if json.Unmarshal(m, &masked) != nil {
+		return actions.Outputs{"withheld": "the outputs held a secret"}
+	}
+	return masked
 }

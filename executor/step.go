@@ -156,7 +156,7 @@ func (r *runner) recordEnd(step *schema.Step, status string, out actions.Outputs
 	// attempt or resume settles them with the server first. A succeeded one
 	// keeps its units too (they are its record), but nothing is in flight.
 	err := r.st.update(step.ID, durable, func(s *StepState) {
-		s.Status, s.Ended, s.Outputs, s.Digest = status, &now, out, step.Digest
+		s.Status, s.Ended, s.Outputs, s.Digest = status, &now, r.maskOutputs(out), step.Digest
 		if s.Started != nil {
 			started = *s.Started
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,4 +212,54 @@ steps:
 		t.Fatalf("status: %v %+v", err, st)
 	}
 	t.Logf("%d kills, then resumed to exactly %d rows per unit", kills, n)
+}
+
+// TestSecretsNotInState: a step whose outputs hold a secret param's value
+// (captured rows, a journaled commit) leaves no trace of it in the state.
+func TestSecretsNotInState(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	dir := t.TempDir()
+	const secret = "s3cr3t-Value-42"
+	file := filepath.Join(dir, "rb.yaml")
+	os.WriteFile(file, []byte(`version: 1
+name: leak
+params:
+  url: {secret: true}
+  token: {secret: true}
+connections:
+  db: ${{ params.url }}
+steps:
+  - id: captured
+    sql: {on: db, script: "SELECT $1::text AS token", args: ['${{ params.token }}'], capture: true}
+  - id: autocommit
+    sql: {on: db, script: "SELECT $1::text AS token", args: ['${{ params.token }}'], capture: true, transaction: false}
+`), 0o644)
+	rb, err := schema.LoadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := rb.ResolveParams(schema.ParamInputs{Vars: []string{"url=" + url, "token=" + secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state.json")
+	var console strings.Builder
+	if _, err := executor.Run(context.Background(), executor.Options{Runbook: rb, Values: vals, StatePath: state, Console: &console, LogFormat: "json"}); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(state + "*")
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if strings.Contains(string(b), secret) {
+			t.Errorf("%s holds the secret", f)
+		}
+	}
+	st, err := executor.ReadStatus(executor.NewFileStore(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(st.Steps[0].Outputs["row"]); !strings.Contains(got, "***") {
+		t.Errorf("captured row in the state = %s, want it masked", got)
+	}
 }
