@@ -17,7 +17,7 @@ import (
 // query's results on two connections.
 type Assert struct {
 	On      schema.ConnRef    `yaml:"on" doc:"The connection the query runs on."`
-	Query   schema.Template   `yaml:"query" doc:"A query; its first row is row and all rows are rows in that and message."`
+	Query   schema.Template   `yaml:"query" text:"sql" doc:"A query; its first row is row and all rows are rows in that and message."`
 	Args    []schema.Template `yaml:"args" doc:"Bind parameters of the query."`
 	That    schema.Exprs      `yaml:"that" scope:"row" doc:"One expression or a list; all must be true."`
 	Message schema.Template   `yaml:"message" scope:"row" doc:"Shown when the assertion fails. May use row and rows."`

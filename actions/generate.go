@@ -23,7 +23,7 @@ import (
 // them, as psql's \gexec does.
 type Generate struct {
 	On          schema.ConnRef    `yaml:"on" required:"true" doc:"The connection the generator query runs on."`
-	Query       schema.Template   `yaml:"query" required:"true" doc:"A query whose every non-null cell is one statement, in row order, then column order."`
+	Query       schema.Template   `yaml:"query" required:"true" text:"sql" doc:"A query whose every non-null cell is one statement, in row order, then column order."`
 	Args        []schema.Template `yaml:"args" doc:"Bind parameters of the query."`
 	ExecOn      schema.ConnRef    `yaml:"exec_on" doc:"The connection the statements run on. Default: on."`
 	Transaction string            `yaml:"transaction" enum:"each,batch,all" default:"each" doc:"each: every statement commits on its own (psql \\gexec in autocommit); batch: batch_size statements per transaction; all: one transaction."`

@@ -18,7 +18,7 @@ import (
 
 // Shell runs a bash command or a pipeline of commands.
 type Shell struct {
-	Command schema.Template            `yaml:"run" short:"true" doc:"A command line run by bash -euo pipefail -c."`
+	Command schema.Template            `yaml:"run" short:"true" text:"shell" doc:"A command line run by bash -euo pipefail -c."`
 	Pipe    []Stage                    `yaml:"pipe" doc:"Commands wired stdout to stdin and started together; every stage's exit status counts."`
 	Conn    schema.ConnRef             `yaml:"conn" doc:"With run: give the command this connection's libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE, and the password through PGPASSFILE, a password file in memory that no process outlives)."`
 	Env     map[string]schema.Template `yaml:"env" doc:"Extra environment variables for every command."`

@@ -19,7 +19,7 @@ import (
 // SQL runs a script of one or more statements on a connection.
 type SQL struct {
 	On          schema.ConnRef    `yaml:"on" required:"true" doc:"The connection to run on."`
-	Script      schema.Template   `yaml:"script" doc:"One or more SQL statements. May embed ${{ … }}; prefer args and ident() for values."`
+	Script      schema.Template   `yaml:"script" text:"sql" doc:"One or more SQL statements. May embed ${{ … }}; prefer args and ident() for values."`
 	File        string            `yaml:"file" doc:"A .sql file, relative to the runbook, instead of script."`
 	Args        []schema.Template `yaml:"args" doc:"Bind parameters $1, $2 … of a single-statement script."`
 	Transaction *bool             `yaml:"transaction" default:"true" doc:"true: the whole script commits or rolls back as one. false: each statement on its own (CREATE INDEX CONCURRENTLY, VACUUM, ALTER SYSTEM)."`

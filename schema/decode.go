@@ -25,6 +25,9 @@ import (
 //	default:"v"        documented default
 //	short:"true"       a plain scalar given in place of the mapping fills this field
 //	scope:"row"        expressions in this field may use row and rows (assert)
+//	text:"sql"         the field's evaluated text runs as SQL; text:"shell" as
+//	                   a bash command line: raw params there are warned about
+//	                   (inject.go)
 //
 // A field `Pos Pos` receives the mapping's position; a field `Keys Positions`
 // receives each present key's value position.
@@ -55,6 +58,9 @@ type decoder struct {
 	step int
 	// rowScope is set inside fields whose expressions may use row/rows.
 	rowScope bool
+	// text is the language of the field being decoded (text tag), "" for
+	// none.
+	text string
 	// loose accepts any scalar where a string is expected.
 	loose bool
 	// extraKeys are further valid keys of the mapping being decoded, for
@@ -276,6 +282,7 @@ type fieldInfo struct {
 	minimum  *float64
 	short    bool
 	rowScope bool
+	text     string
 }
 
 type structInfo struct {
@@ -309,7 +316,7 @@ func infoOf(t reflect.Type) *structInfo {
 			continue
 		}
 		fi := fieldInfo{index: i, key: key, required: f.Tag.Get("required") == "true",
-			short: f.Tag.Get("short") == "true", rowScope: f.Tag.Get("scope") == "row"}
+			short: f.Tag.Get("short") == "true", rowScope: f.Tag.Get("scope") == "row", text: f.Tag.Get("text")}
 		if e := f.Tag.Get("enum"); e != "" {
 			fi.enum = strings.Split(e, ",")
 		}
@@ -386,13 +393,14 @@ func (d *decoder) checkRequired(n *yaml.Node, v reflect.Value, si *structInfo, p
 
 func (d *decoder) field(f *fieldInfo, vn *yaml.Node, v reflect.Value, what string) {
 	fv := v.Field(f.index)
-	saved := d.rowScope
+	saved, savedText := d.rowScope, d.text
 	if f.rowScope {
 		d.rowScope = true
 	}
+	d.text = f.text
 	before := len(d.errs.errs)
 	d.decode(vn, fv, f.key)
-	d.rowScope = saved
+	d.rowScope, d.text = saved, savedText
 	if len(d.errs.errs) > before {
 		return // the value did not decode: its zero value says nothing
 	}

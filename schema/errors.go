@@ -39,6 +39,14 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Pos.Line, e.Pos.Col, e.Msg)
 }
 
+// Warning renders the error as a warning: FILE:LINE:COL: warning: message.
+func (e *Error) Warning() string {
+	if e.Pos.Line == 0 {
+		return fmt.Sprintf("%s: warning: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: warning: %s", e.File, e.Pos.Line, e.Pos.Col, e.Msg)
+}
+
 // Snippet renders the lines around the error with line numbers and a caret under
 // the column, as go-task does. It returns "" when the source is unknown.
 func (e *Error) Snippet() string {
@@ -109,12 +117,13 @@ func (es Errors) sorted() Errors {
 	return out
 }
 
-// errList collects errors for one file while decoding.
+// errList collects errors (and warnings) for one file while decoding.
 type errList struct {
-	file string
-	src  []byte
-	errs Errors
-	text *source
+	file  string
+	src   []byte
+	errs  Errors
+	warns Errors
+	text  *source
 }
 
 // source returns the file's text with its line index.
@@ -127,6 +136,12 @@ func (l *errList) source() *source {
 
 func (l *errList) add(p Pos, format string, args ...any) {
 	l.errs = append(l.errs, &Error{File: l.file, Pos: p, Msg: fmt.Sprintf(format, args...), src: l.src})
+}
+
+// warn records a warning: not an error, the document loads (see
+// Runbook.Warnings).
+func (l *errList) warn(p Pos, format string, args ...any) {
+	l.warns = append(l.warns, &Error{File: l.file, Pos: p, Msg: fmt.Sprintf(format, args...), src: l.src})
 }
 
 func (l *errList) err() error {

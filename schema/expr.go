@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/runbookhq/runbook/internal/pgquote"
+	"github.com/runbookhq/runbook/internal/shquote"
 )
 
 // Env is what expressions see when they are evaluated (docs/format.md). Expressions are
@@ -56,6 +57,7 @@ var exprOptions = []expr.Option{
 	expr.Env(Env{}),
 	expr.Function("ident", func(p ...any) (any, error) { return pgquote.Ident(p[0].(string)), nil }, new(func(string) string)),
 	expr.Function("literal", func(p ...any) (any, error) { return pgquote.Literal(p[0].(string)), nil }, new(func(string) string)),
+	expr.Function("shellquote", func(p ...any) (any, error) { return shquote.Word(p[0].(string)) }, new(func(string) string)),
 	expr.MaxNodes(2000),
 }
 
@@ -279,7 +281,7 @@ func (t *Template) decodeNode(d *decoder, n *yaml.Node) {
 			d.errs.add(t.loc.at(utf8.RuneCountInString(s[:offset+i])), "empty ${{ }}")
 		} else {
 			d.sites = append(d.sites, exprSite{src: src, offset: utf8.RuneCountInString(s[:offset+i+3]), loc: t.loc,
-				step: d.step, row: d.rowScope, set: func(p *vm.Program, dynamic bool) { t.parts[idx].prog, t.parts[idx].dynamic = p, dynamic }})
+				step: d.step, row: d.rowScope, text: d.text, set: func(p *vm.Program, dynamic bool) { t.parts[idx].prog, t.parts[idx].dynamic = p, dynamic }})
 		}
 		consumed := i + 3 + j + 2
 		offset += consumed
@@ -321,15 +323,20 @@ type exprSite struct {
 	step    int // index of the enclosing step, -1 outside steps
 	row     bool
 	boolean bool
-	set     func(p *vm.Program, dynamic bool)
+	// text is the language the template's text runs as: "sql", "shell" or
+	// "" (see inject.go).
+	text string
+	set  func(p *vm.Program, dynamic bool)
 }
 
 // scope is what a site may reference.
 type scope struct {
 	params map[string]bool
-	conns  map[string]bool
-	steps  map[string]int // id → index
-	ids    []string
+	// free are the params without pattern or enum: any text may come in.
+	free  map[string]bool
+	conns map[string]bool
+	steps map[string]int // id → index
+	ids   []string
 	// programs caches compilations: a runbook repeats the same expressions
 	// (params.app_role …), and a program does not depend on where it is used.
 	programs map[programKey]compiled
@@ -374,6 +381,7 @@ func (s *scope) compile(errs *errList, site exprSite) {
 	ast.Walk(&node, v)
 	if !v.failed {
 		site.set(prog, v.dynamic)
+		s.checkRaw(errs, site, prog.Node(), at)
 	}
 }
 
@@ -386,7 +394,7 @@ var (
 // into the names a runbook uses.
 func friendly(msg string) string {
 	if m := unknownNameRe.FindStringSubmatch(msg); m != nil {
-		return msg + suggest(m[1], []string{"params", "steps", "conn", "run", "env", "ident", "literal"})
+		return msg + suggest(m[1], []string{"params", "steps", "conn", "run", "env", "ident", "literal", "shellquote"})
 	}
 	m := noFieldRe.FindStringSubmatch(msg)
 	if m == nil {

@@ -130,7 +130,7 @@ func withDoc(p map[string]any, sf reflect.StructField) map[string]any {
 	return out
 }
 
-const exprDoc = "May embed ${{ expression }} (expr-lang): params.NAME, steps.ID.outputs.*, conn.NAME.host, run.id, env.NAME, ident(), literal()."
+const exprDoc = "May embed ${{ expression }} (expr-lang): params.NAME, steps.ID.outputs.*, conn.NAME.host, run.id, env.NAME, ident(), literal(), shellquote()."
 
 func (Template) jsonSchema(*schemaGen) map[string]any {
 	// Numbers and booleans are accepted and taken as their text.

@@ -84,6 +84,7 @@ func Load(file string, src []byte) (*Runbook, error) {
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
+	rb.Warnings = errs.warns.sorted()
 	return rb, nil
 }
 
@@ -380,9 +381,12 @@ func validate(rb *Runbook, d *decoder) {
 		errs.add(rb.Keys["version"], "unsupported version %d: this runbook tool reads version %d", rb.Version, Version)
 	}
 
-	sc := &scope{params: map[string]bool{}, conns: map[string]bool{}, steps: map[string]int{}}
+	sc := &scope{params: map[string]bool{}, free: map[string]bool{}, conns: map[string]bool{}, steps: map[string]int{}}
 	for _, p := range rb.Params {
 		sc.params[p.Name] = true
+		if p.Pattern == "" && len(p.Enum) == 0 {
+			sc.free[p.Name] = true
+		}
 	}
 	for _, c := range rb.Connections {
 		sc.conns[c.Name] = true

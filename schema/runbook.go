@@ -23,6 +23,11 @@ type Runbook struct {
 	// Source is the document's bytes and Digest their SHA-256.
 	Source []byte `yaml:"-"`
 	Digest string `yaml:"-"`
+	// Warnings are what loading found risky but not wrong, each at
+	// FILE:LINE:COL: a param interpolated as raw text into SQL or a shell
+	// command line (inject.go). validate and plan print them; --strict
+	// makes them errors.
+	Warnings Errors `yaml:"-"`
 }
 
 // Step returns the step with the given id.

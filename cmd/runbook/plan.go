@@ -11,7 +11,7 @@ import (
 func newPlanCmd(s *streams) *cobra.Command {
 	var pf paramFlags
 	var format string
-	var generate bool
+	var generate, strict bool
 	c := &cobra.Command{
 		Use:   "plan FILE",
 		Short: "Show exactly what a run would do, and the plan's digest",
@@ -22,7 +22,9 @@ evaluated. With --generate it connects and runs each generate step's query in
 a READ ONLY transaction (rolled back) to list the exact statements it would
 execute; nothing is executed. Values that only the run can know are marked "(at run time)".
 The plan digest changes whenever anything that would run changes.
---format json prints the documented, stable shape of docs/plan.md.`,
+--format json prints the documented, stable shape of docs/plan.md.
+Warnings go to standard error as validate prints them; --strict makes them
+errors.`,
 		Example: `  runbook plan migrate.yaml --vars customers/acme.yaml
   runbook plan migrate.yaml --vars acme.yaml --format json > acme-plan.json`,
 		Args: exactArgs(1),
@@ -33,6 +35,9 @@ The plan digest changes whenever anything that would run changes.
 			defer collectLate()()
 			rb, vals, err := pf.load(args[0])
 			if err != nil {
+				return err
+			}
+			if err := warnings(s, rb, strict); err != nil {
 				return err
 			}
 			p, err := executor.NewPlan(rb, vals)
@@ -55,6 +60,7 @@ The plan digest changes whenever anything that would run changes.
 	}
 	pf.register(c)
 	c.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	c.Flags().BoolVar(&strict, "strict", false, "treat warnings (raw params in SQL or shell text) as errors (exit 2)")
 	c.Flags().BoolVar(&generate, "generate", false, "connect and run each generate step's query in a READ ONLY transaction to list the exact statements it would execute")
 	return c
 }

@@ -11,15 +11,19 @@ import (
 
 func newValidateCmd(s *streams) *cobra.Command {
 	var pf paramFlags
+	var strict bool
 	c := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a runbook and its params without running anything",
 		Long: `validate loads a runbook strictly and reports every problem at once, each as
 FILE:LINE:COL: message. With --vars/--var it also checks the param values.
 Without them only the document is checked. It connects to nothing.
-Exit 0 when valid, 2 otherwise.`,
+Warnings (FILE:LINE:COL: warning: …) go to standard error: a param without
+pattern interpolated as raw text into SQL or a shell command line. --strict
+makes them errors. Exit 0 when valid, 2 otherwise.`,
 		Example: `  runbook validate migrate.yaml
-  runbook validate builtin:heroku-to-crunchy-bridge --vars customers/acme.yaml`,
+  runbook validate builtin:heroku-to-crunchy-bridge --vars customers/acme.yaml
+  runbook validate migrate.yaml --strict`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			defer collectLate()()
@@ -35,12 +39,36 @@ Exit 0 when valid, 2 otherwise.`,
 			if err != nil {
 				return err
 			}
+			if err := warnings(s, rb, strict); err != nil {
+				return err
+			}
 			fmt.Fprintf(s.out, "%s: ok (runbook %s, %d steps)\n", args[0], rb.Name, len(rb.Steps))
 			return nil
 		},
 	}
 	pf.register(c)
+	c.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors (exit 2)")
 	return c
+}
+
+// warnings prints the runbook's warnings on standard error, each as
+// FILE:LINE:COL: warning: message (with a snippet on a terminal); with strict
+// they are returned as errors instead (exit 2).
+func warnings(s *streams, rb *schema.Runbook, strict bool) error {
+	if len(rb.Warnings) == 0 {
+		return nil
+	}
+	if strict {
+		return rb.Warnings
+	}
+	tty := isTerminal(s.err)
+	for _, w := range rb.Warnings {
+		fmt.Fprintln(s.err, w.Warning())
+		if tty {
+			fmt.Fprint(s.err, w.Snippet())
+		}
+	}
+	return nil
 }
 
 // exactArgs is cobra.ExactArgs with an exit-2 usage error.
