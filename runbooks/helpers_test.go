@@ -102,6 +102,11 @@ func (m *migration) run(t *testing.T, ref string, state string, params map[strin
 	out := outcome{code: exitcode.Of(err), err: err, events: testbin.Events(t, buf.String())}
 	if t.Failed() || (out.code != 0 && testing.Verbose()) {
 		t.Logf("run %s: exit %d: %v", ref, out.code, err)
+		for _, ev := range out.events {
+			if ev["event"] == "cmd.stderr" || ev["event"] == "sql.error" {
+				t.Logf("  %s %s: %v", ev["step"], ev["event"], ev["message"])
+			}
+		}
 	}
 	return out
 }
