@@ -2,6 +2,7 @@ package runbooks_test
 
 import (
 	"encoding/json"
+	"github.com/runbookhq/runbook/internal/shellword"
 	"net/url"
 	"os"
 	"os/exec"
@@ -280,9 +281,9 @@ func TestHerokuDataChecksums(t *testing.T) {
 		psql = filepath.Join(tgt.BinDir, "psql")
 	}
 	dir := t.TempDir()
-	script := "#!/bin/sh\ncase \"$1\" in --version) exec " + shellQuote(real) + " --version;; esac\n" +
-		shellQuote(real) + " \"$@\" || exit $?\n" +
-		"PGOPTIONS= " + shellQuote(psql) + ` -X -q -v ON_ERROR_STOP=1 -c 'UPDATE "Sales"."Orders" SET total = total + 0.01 WHERE "Order ID" = 7'` + "\n"
+	script := "#!/bin/sh\ncase \"$1\" in --version) exec " + shellword.Quote(real) + " --version;; esac\n" +
+		shellword.Quote(real) + " \"$@\" || exit $?\n" +
+		"PGOPTIONS= " + shellword.Quote(psql) + ` -X -q -v ON_ERROR_STOP=1 -c 'UPDATE "Sales"."Orders" SET total = total + 0.01 WHERE "Order ID" = 7'` + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "pg_restore"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
