@@ -2,6 +2,7 @@ package executor
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -55,9 +56,14 @@ type State struct {
 	// RunbookCopy is the blob holding the runbook as it ran, so that a
 	// refused resume can show what changed.
 	RunbookCopy string `json:"runbook_copy,omitempty"`
+	// Seal is the snapshot's integrity (seal.go); it stays the last field.
+	Seal string `json:"seal"`
 
 	store Store
 	mu    sync.Mutex
+	// chain is the integrity chain's head: the seal of the snapshot, then
+	// each record's chain value.
+	chain string
 	index map[string]int // a step's position in Steps (see indexOf)
 	// dirty holds, per step, the units changed in memory since the step's
 	// last record: its next record carries them.
@@ -216,8 +222,11 @@ func loadState(store Store) (*State, error) {
 	st := &State{store: store}
 	switch head.Format {
 	case StateFormat:
-		if err := json.Unmarshal(b, st); err != nil {
-			return nil, fmt.Errorf("state %s is not valid JSON: %v", store.Where(), err)
+		if st.chain, err = checkSeal(store.Where(), b); err != nil {
+			return nil, err
+		}
+		if err := decodeStrict(b, st); err != nil {
+			return nil, tampered(store.Where(), fmt.Sprintf("the snapshot is not runbook's: %v", err))
 		}
 	case 1:
 		if st, err = migrate1(store, b, j); err != nil {
@@ -230,19 +239,51 @@ func loadState(store Store) (*State, error) {
 	if st.Servers == nil {
 		st.Servers = map[string]Server{}
 	}
-	if j == nil {
-		return st, nil
-	}
-	sc := bufio.NewScanner(j)
-	sc.Buffer(make([]byte, 1<<20), 256<<20)
-	for sc.Scan() {
-		var r record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			break // a torn last line: nothing was done on its strength
+	if j != nil {
+		if err := st.replay(j); err != nil {
+			return nil, err
 		}
-		st.apply(&r)
+	}
+	if err := st.checkValues(); err != nil {
+		return nil, err
 	}
 	return st, nil
+}
+
+// replay applies the journal's records, checking their chain. A last line
+// that does not parse is a torn write (nothing was done on its strength) and
+// is ignored; any other broken line refuses the state.
+func (st *State) replay(j io.Reader) error {
+	sc := bufio.NewScanner(j)
+	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	var bad string
+	n := 0
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		n++
+		if bad != "" {
+			// A broken record with records after it: not a torn write.
+			return tampered(st.store.Where(), bad)
+		}
+		rec, sum, ok, match := unchain(st.chain, line)
+		var r record
+		switch {
+		case !ok || json.Valid(rec) == false:
+			bad = fmt.Sprintf("journal record %d is not a record runbook wrote", n)
+			continue
+		case !match:
+			return tampered(st.store.Where(), fmt.Sprintf("journal record %d does not follow the one before it: it was edited, or records were removed", n))
+		}
+		if err := decodeStrict(rec, &r); err != nil {
+			return tampered(st.store.Where(), fmt.Sprintf("journal record %d is not runbook's: %v", n, err))
+		}
+		st.chain = sum
+		st.apply(&r)
+	}
+	return sc.Err()
 }
 
 func (st *State) apply(r *record) {
@@ -311,9 +352,20 @@ func (st *State) create() error {
 	return st.store.Create(b)
 }
 
+// snapshotLocked encodes the state, sealed; the seal becomes the chain's
+// head.
 func (st *State) snapshotLocked() ([]byte, error) {
+	st.Seal = string(zeroHash)
 	b, err := json.MarshalIndent(st, "", "  ")
-	return append(b, '\n'), err
+	if err != nil {
+		return nil, err
+	}
+	b, h, err := seal(append(b, '\n'))
+	if err != nil {
+		return nil, err
+	}
+	st.Seal, st.chain = h, h
+	return b, nil
 }
 
 // write applies a record and appends it to the journal; durable makes it
@@ -330,9 +382,11 @@ func (st *State) writeLocked(r *record, durable bool) error {
 	if err != nil {
 		return err
 	}
-	if err := st.store.Append(b, durable); err != nil {
+	line, sum := chainRecord(st.chain, b)
+	if err := st.store.Append(line, durable); err != nil {
 		return err
 	}
+	st.chain = sum
 	if durable && st.afterSync != nil {
 		st.afterSync()
 	}

@@ -33,6 +33,9 @@ func ReadStatus(store Store) (*Status, error) {
 	path := store.Where()
 	st, err := loadState(store)
 	if err != nil {
+		if exitcode.Of(err) == exitcode.Refused {
+			return nil, err // a state that fails its integrity check: exit 4
+		}
 		return nil, exitcode.With(exitcode.Invalid, err)
 	}
 	if st == nil {

@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/runbookhq/runbook/internal/pgquote"
-	"github.com/runbookhq/runbook/internal/shquote"
+	"github.com/runbookhq/runbook/internal/shellword"
 )
 
 // Env is what expressions see when they are evaluated (docs/format.md). Expressions are
@@ -58,7 +58,7 @@ var exprOptions = []expr.Option{
 	expr.Env(Env{}),
 	expr.Function("ident", func(p ...any) (any, error) { return pgquote.Ident(p[0].(string)), nil }, new(func(string) string)),
 	expr.Function("literal", func(p ...any) (any, error) { return pgquote.Literal(p[0].(string)), nil }, new(func(string) string)),
-	expr.Function("shellquote", func(p ...any) (any, error) { return shquote.Word(p[0].(string)) }, new(func(string) string)),
+	expr.Function("shellquote", func(p ...any) (any, error) { return shellword.Word(p[0].(string)) }, new(func(string) string)),
 	expr.MaxNodes(2000),
 }
 

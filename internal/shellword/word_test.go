@@ -1,4 +1,4 @@
-package shquote
+package shellword
 
 import (
 	"os/exec"
