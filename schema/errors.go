@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/runbookhq/runbook/internal/exitcode"
 )
 
 // Pos is a position in a source file: 1-based line and column.
@@ -78,6 +80,9 @@ func (es Errors) Error() string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// ExitCode makes a document's errors exit with exitcode.Invalid.
+func (es Errors) ExitCode() int { return exitcode.Invalid }
 
 // Sort orders the errors by file and position, and drops exact duplicates.
 func (es Errors) sorted() Errors {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/runbookhq/runbook/actions"
+	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -34,6 +35,9 @@ func loadErr(t *testing.T, src string) string {
 	var es schema.Errors
 	if !errors.As(err, &es) {
 		t.Fatalf("error is %T: %v", err, err)
+	}
+	if code := exitcode.Of(err); code != exitcode.Invalid {
+		t.Errorf("exit code %d, want %d (invalid runbook)", code, exitcode.Invalid)
 	}
 	return err.Error()
 }

@@ -1,11 +1,10 @@
 // Package exitcode maps runbook's errors to the process exit codes of SPEC §4.
+// An error says its exit code through an ExitCode method (Coder): Error
+// carries any code, and packages give their own error types one (a
+// document's errors, schema.Errors, say Invalid).
 package exitcode
 
-import (
-	"errors"
-
-	"github.com/runbookhq/runbook/schema"
-)
+import "errors"
 
 // The exit codes of SPEC §4.
 const (
@@ -26,6 +25,15 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
+// ExitCode returns the code the error carries.
+func (e *Error) ExitCode() int { return e.Code }
+
+// Coder is an error that says its exit code.
+type Coder interface {
+	error
+	ExitCode() int
+}
+
 // With wraps err with an exit code.
 func With(code int, err error) error {
 	if err == nil {
@@ -34,19 +42,15 @@ func With(code int, err error) error {
 	return &Error{Code: code, Err: err}
 }
 
-// Of returns the exit code for err: its own when it carries one, 2 for a
-// document's errors, 1 otherwise.
+// Of returns the exit code for err: that of the first error in its chain
+// that says one (a Coder), StepFailed when none does.
 func Of(err error) int {
 	if err == nil {
 		return OK
 	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	var se schema.Errors
-	if errors.As(err, &se) {
-		return Invalid
+	var c Coder
+	if errors.As(err, &c) {
+		return c.ExitCode()
 	}
 	return StepFailed
 }
