@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -395,7 +396,7 @@ func (r *runner) run(ctx context.Context) error {
 		if ss != nil && (ss.Status == Succeeded || ss.Status == Skipped) {
 			continue
 		}
-		if !started || (len(r.o.Only) > 0 && !contains(r.o.Only, step.ID)) {
+		if !started || (len(r.o.Only) > 0 && !slices.Contains(r.o.Only, step.ID)) {
 			continue
 		}
 		if (failure != nil || interrupted) && !step.Always {
@@ -462,13 +463,4 @@ func (r *runner) finish(outcome string, err error) error {
 func hostname() string {
 	h, _ := os.Hostname()
 	return h
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/shellword"
 )
 
 // ReportOptions say what runbook report reads.
@@ -510,7 +512,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	first := r.firstStart()
 	operators := []string{st.Operator}
 	for _, s := range r.Sessions {
-		if s.Operator != "" && !containsStr(operators, s.Operator) {
+		if s.Operator != "" && !slices.Contains(operators, s.Operator) {
 			operators = append(operators, s.Operator)
 		}
 	}
@@ -582,7 +584,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 func (r *Report) tickets() []string {
 	var out []string
 	for _, s := range r.Sessions {
-		if s.Ticket != "" && !containsStr(out, s.Ticket) {
+		if s.Ticket != "" && !slices.Contains(out, s.Ticket) {
 			out = append(out, s.Ticket)
 		}
 	}
@@ -834,37 +836,11 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
-func containsStr(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // quoteArgv renders argv as a shell would read it back.
 func quoteArgv(argv []string) []string {
 	out := make([]string, len(argv))
 	for i, a := range argv {
-		out[i] = shellQuote(a)
+		out[i] = shellword.Quote(a)
 	}
 	return out
-}
-
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

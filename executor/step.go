@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -225,7 +226,7 @@ func (r *runner) Approve(ctx context.Context, stepID, message string) (actions.A
 	now := time.Now().UTC()
 	var a actions.Approval
 	switch {
-	case contains(r.o.Approve, stepID):
+	case slices.Contains(r.o.Approve, stepID):
 		a = actions.Approval{By: r.o.Operator, How: "--approve " + stepID, At: now}
 	case r.o.Yes:
 		a = actions.Approval{By: r.o.Operator, How: "--yes", At: now}
@@ -335,7 +336,7 @@ func (r *runner) settle(ctx context.Context) error {
 			}
 			continue
 		}
-		if transactional(step) || step.Idempotent || contains(r.o.Rerun, s.ID) || step.Kind == "assert" || step.Kind == "confirm" {
+		if transactional(step) || step.Idempotent || slices.Contains(r.o.Rerun, s.ID) || step.Kind == "assert" || step.Kind == "confirm" {
 			continue
 		}
 		return exitcode.With(exitcode.Refused, fmt.Errorf("step %s (%s) was interrupted while running and is not transactional: runbook cannot know whether it took effect.\nCheck its effect by hand, then either mark it re-runnable with --rerun %s, or set idempotent: true in the runbook if it is safe to run twice",
@@ -360,7 +361,7 @@ func (r *runner) settlePending(ctx context.Context, step *schema.Step) (done boo
 		return false, nil
 	}
 	pending := *s.Pending
-	if contains(r.o.Rerun, step.ID) {
+	if slices.Contains(r.o.Rerun, step.ID) {
 		// The operator checked and asks for the step to run again.
 		return false, r.st.update(step.ID, true, func(x *StepState) { x.Pending = nil })
 	}
@@ -461,7 +462,7 @@ func (r *runner) lostCommits(ctx context.Context, step *schema.Step, s *StepStat
 	if step.Kind == "sql" {
 		what = fmt.Sprintf("step %s's transaction committed", step.ID)
 	}
-	if contains(r.o.TookEffect, step.ID) {
+	if slices.Contains(r.o.TookEffect, step.ID) {
 		// The operator checked: everything runbook could not vouch for
 		// took effect.
 		r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Int("durable", durable).Int("done", last).Str("outcome", "took-effect").
@@ -485,7 +486,7 @@ func (r *runner) lostCommits(ctx context.Context, step *schema.Step, s *StepStat
 		}
 		return true, false, nil
 	}
-	if !contains(r.o.Rerun, step.ID) {
+	if !slices.Contains(r.o.Rerun, step.ID) {
 		return false, false, exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server restarted since runbook recorded the step's commits (it was started at %s, now at %s). "+
 			"A crash loses the commits not yet on the server's disk, and the server may then give their transaction ids to other transactions, so runbook cannot tell whether %s.\n"+
 			"Check them, then resume with --took-effect %s if they did, or with --rerun %s to run them again (statements up to %d are known durable)",

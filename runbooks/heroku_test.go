@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/internal/pgtest"
+	"github.com/runbookhq/runbook/internal/shellword"
 	"github.com/runbookhq/runbook/internal/testbin"
 	"github.com/runbookhq/runbook/runbooks"
 	"github.com/runbookhq/runbook/schema"
@@ -148,7 +150,7 @@ func TestHerokuToCrunchyBridge(t *testing.T) {
 		t.Logf("published statements that fail on these names (%d):\n  %s", len(failed), strings.Join(failed, "\n  "))
 		for _, want := range []string{`schema "Sales"`, `routine "Sales"."Close Day"(date)`, `type "Sales"."Order Status"`,
 			`type "Sales".email`, `relation r "Sales"."Customers"`, `relation r "we""ird"."ta""ble"`} {
-			if !contains(missed, want) {
+			if !slices.Contains(missed, want) {
 				t.Errorf("expected %q among the objects the published procedure misses", want)
 			}
 		}
@@ -199,7 +201,7 @@ func fakeHeroku(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "calls")
-	script := "#!/bin/sh\necho \"$@\" >> " + shellQuote(log) + "\n"
+	script := "#!/bin/sh\necho \"$@\" >> " + shellword.Quote(log) + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "heroku"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -217,15 +219,13 @@ func breakPgRestore(t *testing.T) {
 		t.Skip("no pg_restore on PATH")
 	}
 	dir := t.TempDir()
-	script := "#!/bin/sh\ncase \"$1\" in --version) exec " + shellQuote(real) + " --version;; esac\n" +
+	script := "#!/bin/sh\ncase \"$1\" in --version) exec " + shellword.Quote(real) + " --version;; esac\n" +
 		"cat >/dev/null\necho 'pg_restore: error: connection to server was lost' >&2\nexit 1\n"
 	if err := os.WriteFile(filepath.Join(dir, "pg_restore"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // runPublishedOwnership runs the published procedure's four generator queries
 // (from examples/seed-procedure.yaml) on db and each statement they produce
@@ -253,15 +253,6 @@ func runPublishedOwnership(t *testing.T, s *pgtest.Server, db string) []string {
 		}
 	}
 	return failed
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // loadPagila loads the pagila schema and data as its README says (the lines

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -144,9 +145,6 @@ type part struct {
 	prog    *vm.Program
 	dynamic bool
 }
-
-// T makes a template of a plain string, with no expressions.
-func T(s string) Template { return Template{Raw: s} }
 
 // IsZero reports whether the template is empty.
 func (t Template) IsZero() bool { return t.Raw == "" }
@@ -480,21 +478,12 @@ func (r *refChecker) Visit(np *ast.Node) {
 					r.fail(n.Property, "expression: a step has status and outputs, not %q%s", prop.Value, suggest(prop.Value, []string{"status", "outputs"}))
 				}
 			case "conn":
-				if f := []string{"host", "port", "database", "user"}; !contains(f, prop.Value) {
+				if f := []string{"host", "port", "database", "user"}; !slices.Contains(f, prop.Value) {
 					r.fail(n.Property, "expression: a connection has host, port, database and user, not %q%s", prop.Value, suggest(prop.Value, f))
 				}
 			}
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func keys(m map[string]bool) []string {

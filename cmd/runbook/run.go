@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runbookhq/runbook/executor"
+	"github.com/runbookhq/runbook/internal/shellword"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -135,16 +136,7 @@ func resumeLine(ref string, f *runFlags, vals schema.Values, state string) strin
 		parts = append(parts, "--log", f.logPath)
 	}
 	for i, p := range parts {
-		parts[i] = shellQuote(p)
+		parts[i] = shellword.Quote(p)
 	}
 	return strings.Join(parts, " ")
-}
-
-// shellQuote quotes an argument for a POSIX shell when it needs it, so that
-// the printed resume command can be pasted as it is.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=@%+,…") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

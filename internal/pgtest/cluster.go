@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/runbookhq/runbook/internal/shellword"
 )
 
 // runAs is the account that runs the PostgreSQL binaries when this process
@@ -373,7 +375,7 @@ func (c *cluster) start() error {
 			return err
 		}
 		logStart := fileSize(c.srv.LogFile)
-		opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s", port, shellQuote(sockDir))
+		opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s", port, shellword.Quote(sockDir))
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		cmd := c.commandContext(ctx, "pg_ctl", "-D", c.srv.DataDir, "-l", c.srv.LogFile, "-w", "-t", "90", "-o", opts, "start")
 		out, err := cmd.CombinedOutput()
@@ -482,9 +484,4 @@ func readFrom(path string, off int64) []byte {
 		return nil
 	}
 	return b[off:]
-}
-
-// shellQuote quotes s for the shell that pg_ctl hands its -o options to.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
