@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/pgerr"
+	"github.com/runbookhq/runbook/internal/pgvalue"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -100,7 +102,7 @@ func (a *Assert) Run(ctx context.Context, rc *Context) (Outputs, error) {
 		if err != nil {
 			return nil, err
 		}
-		rows, _, err := queryMaps(ctx, conn, q, args)
+		rows, _, err := pgvalue.QueryMaps(ctx, conn, q, args)
 		if err != nil {
 			return nil, queryError(ctx, rc, "assert query", q, err)
 		}
@@ -265,7 +267,7 @@ func (a *Assert) compare(ctx context.Context, rc *Context) (Outputs, error) {
 
 // streamRows runs the query and sends its rows in text form, in batches.
 func streamRows(ctx context.Context, conn *pgx.Conn, q string, args []any, ch chan<- [][]string) error {
-	bound, err := bindArgs(ctx, conn, q, args)
+	bound, err := pgvalue.Bind(ctx, conn, q, args)
 	if err != nil {
 		return err
 	}
@@ -335,7 +337,7 @@ func renderRow(r []string, ok bool) string {
 		if v == nullText {
 			b.WriteString("NULL")
 		} else {
-			b.WriteString(clip(v, 200))
+			b.WriteString(pgerr.Clip(v, 200))
 		}
 	}
 	b.WriteByte(')')

@@ -13,6 +13,7 @@ import (
 
 	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/pgerr"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -132,7 +133,7 @@ func retryable(step *schema.Step, on string, err error) bool {
 	}
 	switch step.Kind {
 	case "sql", "generate":
-		return actions.Transient(err)
+		return pgerr.Transient(err)
 	}
 	return true
 }
