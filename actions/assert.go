@@ -90,15 +90,7 @@ func (a *Assert) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	env := *rc.Env
 	out := Outputs{}
 	if !a.Query.IsZero() {
-		q, err := a.Query.String(rc.Env)
-		if err != nil {
-			return nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
-		}
-		args, err := evalArgs(a.Args, rc.Env)
-		if err != nil {
-			return nil, rc.Redact.Error(err)
-		}
-		conn, err := rc.Conns.Conn(ctx, a.On.Name)
+		q, args, conn, err := openQuery(ctx, rc, a.Query, a.Args, a.On.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -161,19 +153,14 @@ func (a *Assert) compare(ctx context.Context, rc *Context) (Outputs, error) {
 	if len(a.Compare) != 2 {
 		return nil, fmt.Errorf("compare takes exactly two connections, not %d", len(a.Compare))
 	}
-	q, err := a.Query.String(rc.Env)
-	if err != nil {
-		return nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
-	}
-	args, err := evalArgs(a.Args, rc.Env)
-	if err != nil {
-		return nil, rc.Redact.Error(err)
-	}
 	var conns [2]*pgx.Conn
-	for i, c := range a.Compare {
-		if conns[i], err = rc.Conns.Conn(ctx, c.Name); err != nil {
-			return nil, err
-		}
+	q, args, conn, err := openQuery(ctx, rc, a.Query, a.Args, a.Compare[0].Name)
+	if err != nil {
+		return nil, err
+	}
+	conns[0] = conn
+	if conns[1], err = rc.Conns.Conn(ctx, a.Compare[1].Name); err != nil {
+		return nil, err
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -148,15 +148,7 @@ func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
 // generate runs the generator query and adds its non-null cells, in row
 // order, then column order; it returns how many it added.
 func (a *Generate) generate(ctx context.Context, rc *Context, add func(string) error) (int, error) {
-	q, err := a.Query.String(rc.Env)
-	if err != nil {
-		return 0, rc.Redact.Error(fmt.Errorf("query: %w", err))
-	}
-	args, err := evalArgs(a.Args, rc.Env)
-	if err != nil {
-		return 0, rc.Redact.Error(err)
-	}
-	conn, err := rc.Conns.Conn(ctx, a.On.Name)
+	q, args, conn, err := openQuery(ctx, rc, a.Query, a.Args, a.On.Name)
 	if err != nil {
 		return 0, err
 	}

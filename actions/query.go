@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runbookhq/runbook/internal/pgerr"
@@ -40,6 +41,25 @@ func queryError(ctx context.Context, rc *Context, what, q string, err error) err
 		err = fmt.Errorf("%s: %w", what, err)
 	}
 	return rc.Redact.Error(withCtx(ctx, err))
+}
+
+// openQuery is how generate and assert begin: it evaluates the step's query
+// and args for this attempt, then opens the connection named on. Errors of
+// evaluation are redacted; the connection's are as Conns gives them.
+func openQuery(ctx context.Context, rc *Context, q schema.Template, args []schema.Template, on string) (string, []any, *pgx.Conn, error) {
+	text, err := q.String(rc.Env)
+	if err != nil {
+		return "", nil, nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
+	}
+	vals, err := evalArgs(args, rc.Env)
+	if err != nil {
+		return "", nil, nil, rc.Redact.Error(err)
+	}
+	conn, err := rc.Conns.Conn(ctx, on)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return text, vals, conn, nil
 }
 
 // evalArgs evaluates bind parameters, keeping each value's type.
