@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/pgerr"
+	"github.com/runbookhq/runbook/internal/pgvalue"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -103,19 +105,11 @@ func (a *Assert) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	env := *rc.Env
 	out := Outputs{}
 	if !a.Query.IsZero() {
-		q, err := a.Query.String(rc.Env)
-		if err != nil {
-			return nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
-		}
-		args, err := evalArgs(a.Args, rc.Env)
-		if err != nil {
-			return nil, rc.Redact.Error(err)
-		}
-		conn, err := rc.Conns.Conn(ctx, a.On.Name)
+		q, args, conn, err := openQuery(ctx, rc, a.Query, a.Args, a.On.Name)
 		if err != nil {
 			return nil, err
 		}
-		rows, _, err := queryMaps(ctx, conn, q, args)
+		rows, _, err := pgvalue.QueryMaps(ctx, conn, q, args)
 		if err != nil {
 			return nil, queryError(ctx, rc, "assert query", q, err)
 		}
@@ -174,19 +168,14 @@ func (a *Assert) compare(ctx context.Context, rc *Context) (Outputs, error) {
 	if len(a.Compare) != 2 {
 		return nil, fmt.Errorf("compare takes exactly two connections, not %d", len(a.Compare))
 	}
-	q, err := a.Query.String(rc.Env)
-	if err != nil {
-		return nil, rc.Redact.Error(fmt.Errorf("query: %w", err))
-	}
-	args, err := evalArgs(a.Args, rc.Env)
-	if err != nil {
-		return nil, rc.Redact.Error(err)
-	}
 	var conns [2]*pgx.Conn
-	for i, c := range a.Compare {
-		if conns[i], err = rc.Conns.Conn(ctx, c.Name); err != nil {
-			return nil, err
-		}
+	q, args, conn, err := openQuery(ctx, rc, a.Query, a.Args, a.Compare[0].Name)
+	if err != nil {
+		return nil, err
+	}
+	conns[0] = conn
+	if conns[1], err = rc.Conns.Conn(ctx, a.Compare[1].Name); err != nil {
+		return nil, err
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -280,7 +269,7 @@ func (a *Assert) compare(ctx context.Context, rc *Context) (Outputs, error) {
 
 // streamRows runs the query and sends its rows in text form, in batches.
 func streamRows(ctx context.Context, conn *pgx.Conn, q string, args []any, ch chan<- [][]string) error {
-	bound, err := bindArgs(ctx, conn, q, args)
+	bound, err := pgvalue.Bind(ctx, conn, q, args)
 	if err != nil {
 		return err
 	}
@@ -350,7 +339,7 @@ func renderRow(r []string, ok bool) string {
 		if v == nullText {
 			b.WriteString("NULL")
 		} else {
-			b.WriteString(clip(v, 200))
+			b.WriteString(pgerr.Clip(v, 200))
 		}
 	}
 	b.WriteByte(')')

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/runbookhq/runbook/internal/pgerr"
 )
 
 func TestAssertQuery(t *testing.T) {
@@ -89,7 +91,7 @@ func TestAssertQueryError(t *testing.T) {
       that: row.x == 1
 `, fixtureOpts{})
 	err := f.runErr("a")
-	var se *SQLError
+	var se *pgerr.SQLError
 	if !errors.As(err, &se) || se.Code != "42703" || !strings.Contains(err.Error(), "assert query at line 1 col 8") {
 		t.Errorf("error = %v", err)
 	}
@@ -161,7 +163,7 @@ func TestAssertCompare(t *testing.T) {
 	}
 
 	err = f.runErr("bad")
-	var se *SQLError
+	var se *pgerr.SQLError
 	if !errors.As(err, &se) || se.Code != "22012" || !strings.Contains(err.Error(), "compare query on ") {
 		t.Errorf("error = %v", err)
 	}

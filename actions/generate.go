@@ -14,7 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/pgerr"
 	"github.com/runbookhq/runbook/internal/pgtx"
+	"github.com/runbookhq/runbook/internal/pgvalue"
 	"github.com/runbookhq/runbook/internal/sqlsplit"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -190,7 +192,7 @@ func parseGenData(b []byte) (genProgress, error) {
 func (a *Generate) Effects() Effects { return Journaled }
 
 // Retryable implements Retrier.
-func (a *Generate) Retryable(err error) bool { return Transient(err) }
+func (a *Generate) Retryable(err error) bool { return pgerr.Transient(err) }
 
 // Connections implements Connector.
 func (a *Generate) Connections() []string {
@@ -225,21 +227,13 @@ func doneOf(data []byte) int {
 // generate runs the generator query and adds its non-null cells, in row
 // order, then column order; it returns how many it added.
 func (a *Generate) generate(ctx context.Context, rc *Context, add func(string) error) (int, error) {
-	q, err := a.Query.String(rc.Env)
-	if err != nil {
-		return 0, rc.Redact.Error(fmt.Errorf("query: %w", err))
-	}
-	args, err := evalArgs(a.Args, rc.Env)
-	if err != nil {
-		return 0, rc.Redact.Error(err)
-	}
-	conn, err := rc.Conns.Conn(ctx, a.On.Name)
+	q, args, conn, err := openQuery(ctx, rc, a.Query, a.Args, a.On.Name)
 	if err != nil {
 		return 0, err
 	}
 	start := time.Now()
 	n := 0
-	bound, err := bindArgs(ctx, conn, q, args)
+	bound, err := pgvalue.Bind(ctx, conn, q, args)
 	if err != nil {
 		return 0, queryError(ctx, rc, "generator query", q, err)
 	}
@@ -409,7 +403,7 @@ func (g *genRun) loop(ctx context.Context) error {
 		case res.failed == atCommit:
 			// In doubt: the pending transaction stays recorded, for the
 			// server to settle.
-			logCommitError(g.rc.Log, res.err)
+			pgerr.LogCommit(g.rc.Log, res.err)
 			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pendTo, res.err)))
 		}
 		// The unit's transaction never got a COMMIT: it is rolled back.
@@ -444,7 +438,7 @@ func (g *genRun) loop(ctx context.Context) error {
 		c := trip{commit: true}
 		if res := c.run(ctx, g.pc); res.err != nil {
 			endTx(ctx, g.pc)
-			logCommitError(g.rc.Log, res.err)
+			pgerr.LogCommit(g.rc.Log, res.err)
 			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pendTo, res.err)))
 		}
 		if err := g.committed(); err != nil {
@@ -594,7 +588,7 @@ func (g *genRun) autocommit(ctx context.Context, f int, stmt string) error {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
 			e := g.genError(f, stmt, 0, pgErr)
-			logSQLError(g.rc.Log, e)
+			e.Log(g.rc.Log)
 			err = e
 		} else {
 			err = fmt.Errorf("generated statement %d of %d: %w", f+1, g.n, err)
@@ -738,7 +732,7 @@ func (g *genRun) pieceErr(k int, err error) error {
 			off = g.offs[k]
 		}
 		e := g.genError(g.cellOf(k), g.pieces[k], off, pgErr)
-		logSQLError(g.rc.Log, e)
+		e.Log(g.rc.Log)
 		return e
 	}
 	return fmt.Errorf("generated statement %d of %d: %w", g.cellOf(k)+1, g.n, err)
@@ -746,11 +740,11 @@ func (g *genRun) pieceErr(k int, err error) error {
 
 // genError places the server's error in generated statement f; piece is the
 // part of it that failed, at byte offset off.
-func (g *genRun) genError(f int, piece string, off int, pgErr *pgconn.PgError) *SQLError {
+func (g *genRun) genError(f int, piece string, off int, pgErr *pgconn.PgError) *pgerr.SQLError {
 	stmt := g.cell(f)
-	e := &SQLError{PgError: pgErr, Statement: f + 1, Of: g.n, SQL: stmt, label: "generated statement"}
-	if b := byteOffset(piece, pgErr.Position); b >= 0 {
-		e.StmtLine, e.StmtCol = posOf(stmt, off+b)
+	e := &pgerr.SQLError{PgError: pgErr, Statement: f + 1, Of: g.n, SQL: stmt, Label: "generated statement"}
+	if b := pgerr.ByteOffset(piece, pgErr.Position); b >= 0 {
+		e.StmtLine, e.StmtCol = pgerr.PosOf(stmt, off+b)
 	}
 	if pgErr.Code == "25001" && g.a.Mode() == "all" {
 		e.Hint = strings.TrimSpace(e.Hint + " With transaction: all every statement runs in one transaction; use each or batch.")

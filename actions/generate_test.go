@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/pgerr"
 	"github.com/runbookhq/runbook/internal/pgtest"
 )
 
@@ -140,7 +141,7 @@ func TestGenerateCells(t *testing.T) {
 	}
 	// A non-text cell is its text form: "1" is a statement (and a syntax error).
 	err := f.runErr("numbers")
-	var se *SQLError
+	var se *pgerr.SQLError
 	if !errors.As(err, &se) || se.SQL != "1" || se.Statement != 1 || se.Of != 2 || se.Code != "42601" {
 		t.Errorf("error = %v", err)
 	}
@@ -216,7 +217,7 @@ func TestGenerateFailure(t *testing.T) {
       %s
 `, c.mode, c.extra), fixtureOpts{})
 			err := f.runErr("g")
-			var se *SQLError
+			var se *pgerr.SQLError
 			if !errors.As(err, &se) {
 				t.Fatalf("error = %v", err)
 			}
@@ -292,7 +293,7 @@ func TestGenerateOutsideTransaction(t *testing.T) {
 	t.Run("all", func(t *testing.T) {
 		f := newFixture(t, map[string]string{"db": db.url}, fmt.Sprintf(steps, "all", ""), fixtureOpts{})
 		err := f.runErr("g")
-		var se *SQLError
+		var se *pgerr.SQLError
 		if !errors.As(err, &se) || se.Code != "25001" || se.Statement != 2 || !strings.Contains(err.Error(), "use each or batch") {
 			t.Errorf("error = %v", err)
 		}
@@ -310,7 +311,7 @@ func TestGenerateQueryError(t *testing.T) {
         FROM nosuch
 `, fixtureOpts{})
 	err := f.runErr("g")
-	var se *SQLError
+	var se *pgerr.SQLError
 	if !errors.As(err, &se) || se.Code != "42P01" || !strings.Contains(err.Error(), "generator query at line 2 col 6") {
 		t.Errorf("error = %v", err)
 	}
@@ -521,7 +522,7 @@ func TestGenerateLargeUnits(t *testing.T) {
 		t.Errorf("%d events", n)
 	}
 	err := f.runErr("fail-all")
-	var se *SQLError
+	var se *pgerr.SQLError
 	if !errors.As(err, &se) || se.Statement != 500 {
 		t.Errorf("error = %v", err)
 	}
@@ -590,7 +591,7 @@ func TestGenerateSegments(t *testing.T) {
       batch_size: 5
 `, fixtureOpts{})
 		err := f.runErr("g")
-		var se *SQLError
+		var se *pgerr.SQLError
 		if !errors.As(err, &se) || se.Statement != 9 || se.Of != 12 || se.SQL != "INSERT INTO t VALUES (100)" {
 			t.Fatalf("error = %v", err)
 		}

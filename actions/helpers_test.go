@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
+	"github.com/runbookhq/runbook/internal/pghook"
 	"github.com/runbookhq/runbook/internal/pgtest"
 	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/schema"
@@ -47,7 +47,7 @@ type fixtureOpts struct {
 	// files are written next to the runbook.
 	files map[string]string
 	// pgxWatcher keeps pgx's default context watcher (socket deadline)
-	// instead of CancelOnContext.
+	// instead of pghook.CancelOnContext.
 	pgxWatcher bool
 	// terminal gives the Context a Terminal.
 	terminal bool
@@ -178,7 +178,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // testConns connects to URLs by name, once each, as the executor would: with
-// LogNotice and (unless pgxWatcher) CancelOnContext installed.
+// pghook's hooks installed (unless pgxWatcher, pgx's default context watcher).
 type testConns struct {
 	t          testing.TB
 	urls       map[string]string
@@ -218,9 +218,10 @@ func (c *testConns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 		return nil, err
 	}
 	log := c.log.With().Str("conn", name).Logger()
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { LogNotice(log, n) }
-	if !c.pgxWatcher {
-		cfg.BuildContextWatcherHandler = CancelOnContext
+	pgxDefault := cfg.BuildContextWatcherHandler
+	pghook.Install(&cfg.Config, log)
+	if c.pgxWatcher {
+		cfg.BuildContextWatcherHandler = pgxDefault
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

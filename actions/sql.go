@@ -11,7 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/pgerr"
 	"github.com/runbookhq/runbook/internal/pgtx"
+	"github.com/runbookhq/runbook/internal/pgvalue"
 	"github.com/runbookhq/runbook/internal/sqlsplit"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -50,7 +52,7 @@ func (a *SQL) Effects() Effects {
 }
 
 // Retryable implements Retrier: only errors worth retrying as they are.
-func (a *SQL) Retryable(err error) bool { return Transient(err) }
+func (a *SQL) Retryable(err error) bool { return pgerr.Transient(err) }
 
 // Connections implements Connector.
 func (a *SQL) Connections() []string { return []string{a.On.Name} }
@@ -227,7 +229,7 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 	c := trip{commit: true}
 	if res = c.run(ctx, r.pc); res.err != nil {
 		endTx(ctx, r.pc)
-		logCommitError(r.rc.Log, res.err)
+		pgerr.LogCommit(r.rc.Log, res.err)
 		return r.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT: %w", res.err)))
 	}
 	return r.rc.Journal.Committed(tx)
@@ -261,7 +263,7 @@ func (r *sqlRun) autocommit(ctx context.Context) error {
 func (r *sqlRun) runLast(ctx context.Context) error {
 	k := len(r.stmts) - 1
 	start := time.Now()
-	rows, tag, err := queryMaps(ctx, r.conn, r.stmts[k].SQL, r.args)
+	rows, tag, err := pgvalue.QueryMaps(ctx, r.conn, r.stmts[k].SQL, r.args)
 	if err != nil {
 		return err
 	}
@@ -295,7 +297,7 @@ func (r *sqlRun) fail(ctx context.Context, k int, err error) error {
 	switch {
 	case k >= 0 && k < n && errors.As(err, &pgErr):
 		e := r.sqlError(k, pgErr)
-		logSQLError(r.rc.Log, e)
+		e.Log(r.rc.Log)
 		err = e
 	case k >= 0 && k < n:
 		err = fmt.Errorf("statement %d of %d: %w", k+1, n, err)
@@ -308,15 +310,15 @@ func (r *sqlRun) fail(ctx context.Context, k int, err error) error {
 }
 
 // sqlError places the server's error in the script and the runbook.
-func (r *sqlRun) sqlError(k int, pgErr *pgconn.PgError) *SQLError {
+func (r *sqlRun) sqlError(k int, pgErr *pgconn.PgError) *pgerr.SQLError {
 	st := r.stmts[k]
-	e := &SQLError{PgError: pgErr, Statement: k + 1, Of: len(r.stmts), SQL: st.SQL}
+	e := &pgerr.SQLError{PgError: pgErr, Statement: k + 1, Of: len(r.stmts), SQL: st.SQL}
 	off := st.Offset
-	if b := byteOffset(st.SQL, pgErr.Position); b >= 0 {
-		e.StmtLine, e.StmtCol = posOf(st.SQL, b)
+	if b := pgerr.ByteOffset(st.SQL, pgErr.Position); b >= 0 {
+		e.StmtLine, e.StmtCol = pgerr.PosOf(st.SQL, b)
 		off += b
 	}
-	e.ScriptLine, e.ScriptCol = posOf(r.script, off)
+	e.ScriptLine, e.ScriptCol = pgerr.PosOf(r.script, off)
 	switch {
 	case r.a.File != "":
 		e.File, e.Line, e.Col = r.a.File, e.ScriptLine, e.ScriptCol

@@ -5,14 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/runbookhq/runbook/internal/pgerr"
 )
 
 func TestSQLMultiStatement(t *testing.T) {
@@ -195,7 +195,7 @@ func TestSQLTransactionRollsBack(t *testing.T) {
     sql: {on: db, script: VACUUM t}
 `, fixtureOpts{})
 	err := f.runErr("s")
-	var se *SQLError
+	var se *pgerr.SQLError
 	if !errors.As(err, &se) || se.Statement != 2 || se.Code != "22P02" {
 		t.Fatalf("error = %v", err)
 	}
@@ -239,7 +239,7 @@ func TestSQLNoTransaction(t *testing.T) {
       script: BEGIN; INSERT INTO t VALUES (4)
 `, fixtureOpts{})
 	err := f.runErr("s")
-	var se *SQLError
+	var se *pgerr.SQLError
 	if !errors.As(err, &se) || se.Statement != 4 || se.Of != 5 {
 		t.Fatalf("error = %v", err)
 	}
@@ -266,7 +266,7 @@ func TestSQLErrors(t *testing.T) {
 	cases := []struct {
 		name, step string
 		files      map[string]string
-		check      func(t *testing.T, e *SQLError, msg string)
+		check      func(t *testing.T, e *pgerr.SQLError, msg string)
 	}{
 		{
 			name: "position in a block script",
@@ -279,7 +279,7 @@ func TestSQLErrors(t *testing.T) {
         SELECT id,
                nosuchcol FROM t;
 `,
-			check: func(t *testing.T, e *SQLError, msg string) {
+			check: func(t *testing.T, e *pgerr.SQLError, msg string) {
 				if e.Code != "42703" || e.Statement != 2 || e.ScriptLine != 3 || e.ScriptCol != 8 || e.StmtLine != 2 || e.StmtCol != 8 {
 					t.Errorf("error = %+v", e)
 				}
@@ -300,7 +300,7 @@ func TestSQLErrors(t *testing.T) {
   - id: s
     sql: {on: db, script: "INSERT INTO t VALUES (1)"}
 `,
-			check: func(t *testing.T, e *SQLError, msg string) {
+			check: func(t *testing.T, e *pgerr.SQLError, msg string) {
 				if e.Code != "23505" || !strings.Contains(msg, "DETAIL: Key (id)=(1) already exists.") || !strings.Contains(msg, "(runbook line 8 col 28)") {
 					t.Errorf("message:\n%s", msg)
 				}
@@ -316,7 +316,7 @@ func TestSQLErrors(t *testing.T) {
       script: |
         DO $$ BEGIN RAISE EXCEPTION 'custom' USING DETAIL = 'the detail', HINT = 'the hint', ERRCODE = 'P0001'; END $$
 `,
-			check: func(t *testing.T, e *SQLError, msg string) {
+			check: func(t *testing.T, e *pgerr.SQLError, msg string) {
 				for _, want := range []string{"ERROR: custom (SQLSTATE P0001)", "DETAIL: the detail", "HINT: the hint", "CONTEXT: PL/pgSQL"} {
 					if !strings.Contains(msg, want) {
 						t.Errorf("message lacks %q:\n%s", want, msg)
@@ -334,7 +334,7 @@ func TestSQLErrors(t *testing.T) {
   - id: s
     sql: {on: db, file: m.sql}
 `,
-			check: func(t *testing.T, e *SQLError, msg string) {
+			check: func(t *testing.T, e *pgerr.SQLError, msg string) {
 				if e.Code != "42883" || e.File != "m.sql" || e.Line != 4 || e.Col != 12 {
 					t.Errorf("error = %+v", e)
 				}
@@ -348,7 +348,7 @@ func TestSQLErrors(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t, map[string]string{"db": db.url}, c.step, fixtureOpts{files: c.files})
 			err := f.runErr("s")
-			var e *SQLError
+			var e *pgerr.SQLError
 			if !errors.As(err, &e) {
 				t.Fatalf("error %T is not an SQLError: %v", err, err)
 			}
@@ -380,7 +380,7 @@ func TestSQLRedactsErrors(t *testing.T) {
 	if strings.Contains(f.log.String(), "s3cr3t-value") {
 		t.Errorf("log has the secret:\n%s", f.log.String())
 	}
-	var se *SQLError
+	var se *pgerr.SQLError
 	if !errors.As(err, &se) {
 		t.Errorf("SQLError not found through the redacted error")
 	}
@@ -414,58 +414,6 @@ func TestSQLNotices(t *testing.T) {
 	}
 	if evs[1]["hint"] != "look" || evs[0]["sqlstate"] != "00000" {
 		t.Errorf("notices = %v", evs)
-	}
-}
-
-func TestTransient(t *testing.T) {
-	pg := func(code string) error { return &pgconn.PgError{Code: code, Message: "m"} }
-	cases := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"serialization failure", pg("40001"), true},
-		{"deadlock", pg("40P01"), true},
-		{"lock not available", pg("55P03"), true},
-		{"connection exception", pg("08006"), true},
-		{"connection failure class 08", pg("08001"), true},
-		{"wrapped", fmt.Errorf("step: %w", &SQLError{PgError: pg("40001").(*pgconn.PgError)}), true},
-		{"unique violation", pg("23505"), false},
-		{"statement timeout", pg("57014"), false},
-		{"admin shutdown", pg("57P01"), false},
-		{"syntax", pg("42601"), false},
-		{"eof", fmt.Errorf("reading: %w", io.EOF), true},
-		{"unexpected eof", io.ErrUnexpectedEOF, true},
-		{"net error", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true},
-		{"closed", net.ErrClosed, true},
-		{"cancelled", context.Canceled, false},
-		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), false},
-		{"cancelled with eof", fmt.Errorf("%w: %w", context.Canceled, io.EOF), false},
-		{"plain", errors.New("boom"), false},
-		{"nil", nil, false},
-	}
-	for _, c := range cases {
-		if got := Transient(c.err); got != c.want {
-			t.Errorf("%s: Transient(%v) = %v, want %v", c.name, c.err, got, c.want)
-		}
-	}
-
-	// A real connection failure: the server ends the session.
-	db := newDB(t)
-	f := newFixture(t, map[string]string{"db": db.url}, `
-  - id: s
-    sql: {on: db, script: SELECT 1}
-`, fixtureOpts{})
-	conn := f.conns.conn("db")
-	db.exec(t, fmt.Sprintf("SELECT pg_terminate_backend(%d)", conn.PgConn().PID()))
-	time.Sleep(100 * time.Millisecond)
-	_, err := conn.Exec(context.Background(), "SELECT 1")
-	if err == nil {
-		t.Fatal("query on a terminated session succeeded")
-	}
-	_, err = conn.Exec(context.Background(), "SELECT 1")
-	if !Transient(err) {
-		t.Errorf("using a broken connection: Transient(%v) = false", err)
 	}
 }
 

@@ -10,11 +10,10 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
-	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/pghook"
 	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -87,10 +86,9 @@ func (c *conns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 		params[k] = v
 	}
 	log := c.log.With().Str("conn", name).Logger()
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { actions.LogNotice(log, n) }
-	// Ctrl-C and step timeouts cancel the statement on the server and keep
-	// the session (and its advisory lock).
-	cfg.BuildContextWatcherHandler = actions.CancelOnContext
+	// Notices go to the log; Ctrl-C and step timeouts cancel the statement
+	// on the server and keep the session (and its advisory lock).
+	pghook.Install(&cfg.Config, log)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection %s: %w", name, c.red.Error(err))

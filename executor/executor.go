@@ -99,18 +99,9 @@ type runner struct {
 func Run(ctx context.Context, o Options) (*Result, error) {
 	rb := o.Runbook
 	red := Secrets(rb, o.Values)
-	env, _, err := staticEnv(rb, o.Values, red)
+	env, _, urls, err := staticEnv(rb, o.Values, red)
 	if err != nil {
 		return nil, err
-	}
-	urls := map[string]string{}
-	for _, c := range rb.Connections {
-		u, err := c.URL.String(env)
-		if err != nil {
-			return nil, exitcode.With(exitcode.Invalid, fmt.Errorf("connection %s: %w", c.Name, red.Error(err)))
-		}
-		urls[c.Name] = u
-		red.AddConnString(u)
 	}
 	if o.Operator == "" {
 		o.Operator = osUser()

@@ -97,7 +97,7 @@ const AtRunTime = "(at run time) "
 // nothing. Secrets are masked in everything it returns.
 func NewPlan(rb *schema.Runbook, vals schema.Values) (*Plan, error) {
 	red := Secrets(rb, vals)
-	env, conns, err := staticEnv(rb, vals, red)
+	env, conns, _, err := staticEnv(rb, vals, red)
 	if err != nil {
 		return nil, err
 	}
@@ -168,26 +168,29 @@ func Secrets(rb *schema.Runbook, vals schema.Values) *redact.Redactor {
 }
 
 // staticEnv is the expression environment known before the run: params,
-// connection facts parsed from their URLs, and the process environment.
-func staticEnv(rb *schema.Runbook, vals schema.Values, red *redact.Redactor) (*schema.Env, []PlanConn, error) {
-	env := &schema.Env{Params: vals.Map(), Steps: map[string]schema.StepResult{},
+// connection facts parsed from their URLs, and the process environment. It
+// evaluates each connection's URL once: urls holds them by name (secret:
+// their passwords are registered with red).
+func staticEnv(rb *schema.Runbook, vals schema.Values, red *redact.Redactor) (env *schema.Env, conns []PlanConn, urls map[string]string, err error) {
+	env = &schema.Env{Params: vals.Map(), Steps: map[string]schema.StepResult{},
 		Conn: map[string]schema.ConnInfo{}, Env: environ()}
-	conns := []PlanConn{}
+	conns, urls = []PlanConn{}, map[string]string{}
 	for _, c := range rb.Connections {
 		url, err := c.URL.String(env)
 		if err != nil {
-			return nil, nil, exitcode.With(exitcode.Invalid, fmt.Errorf("connection %s: %w", c.Name, red.Error(err)))
+			return nil, nil, nil, exitcode.With(exitcode.Invalid, fmt.Errorf("connection %s: %w", c.Name, red.Error(err)))
 		}
 		red.AddConnString(url)
+		urls[c.Name] = url
 		info, err := ParseConnInfo(url)
 		if err != nil {
-			return nil, nil, exitcode.With(exitcode.Invalid, fmt.Errorf("connection %s: %w", c.Name, red.Error(err)))
+			return nil, nil, nil, exitcode.With(exitcode.Invalid, fmt.Errorf("connection %s: %w", c.Name, red.Error(err)))
 		}
 		env.Conn[c.Name] = info
 		pc := PlanConn{Name: c.Name, Host: info.Host, Port: info.Port, Database: info.Database, User: info.User, Settings: sessionSettings(c)}
 		conns = append(conns, pc)
 	}
-	return env, conns, nil
+	return env, conns, urls, nil
 }
 
 // resolveStruct renders an action config for the plan, by its yaml tags:
@@ -427,18 +430,9 @@ func writeAction(w io.Writer, a map[string]any, indent string) {
 // what would run. Nothing is executed and nothing is written.
 func (p *Plan) Generate(ctx context.Context, rb *schema.Runbook, vals schema.Values) error {
 	red := Secrets(rb, vals)
-	env, _, err := staticEnv(rb, vals, red)
+	env, _, urls, err := staticEnv(rb, vals, red)
 	if err != nil {
 		return err
-	}
-	urls := map[string]string{}
-	for _, c := range rb.Connections {
-		u, err := c.URL.String(env)
-		if err != nil {
-			return exitcode.With(exitcode.Invalid, fmt.Errorf("connection %s: %w", c.Name, red.Error(err)))
-		}
-		urls[c.Name] = u
-		red.AddConnString(u)
 	}
 	cs := newConns(rb, urls, "runbook/"+rb.Name+"/plan", zerolog.Nop(), red)
 	defer cs.close()

@@ -16,6 +16,7 @@ import (
 	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/pgerr"
 	"github.com/runbookhq/runbook/internal/pgtest"
 	"github.com/runbookhq/runbook/internal/pgtx"
 	"github.com/runbookhq/runbook/internal/testbin"
@@ -41,7 +42,7 @@ func init() {
 func (*toy) Kind() string                            { return "toy" }
 func (*toy) Effects() actions.Effects                { return actions.Journaled }
 func (t *toy) Connections() []string                 { return []string{t.A.Name, t.B.Name} }
-func (*toy) Retryable(err error) bool                { return actions.Transient(err) }
+func (*toy) Retryable(err error) bool                { return pgerr.Transient(err) }
 func (*toy) DescribePoint(u string, d []byte) string { return fmt.Sprintf("unit %s at %s", u, d) }
 func (*toy) DescribeDoubt(step, u string, durable, recorded []byte) string {
 	return fmt.Sprintf("rows %s to %s of unit %s of step %s took effect", durable, recorded, u, step)
