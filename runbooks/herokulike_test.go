@@ -448,8 +448,8 @@ func TestHerokuRLSPreflight(t *testing.T) {
 		CREATE TABLE public.open (id int); ALTER TABLE public.open OWNER TO u_heroku;`
 	for _, tc := range []struct {
 		name, fixture, lift string
-		pass               bool
-		want               []string
+		pass                bool
+		want                []string
 	}{
 		{"nothing hidden", "", "false", true, nil},
 		{"force on its own table", `CREATE TABLE public.notes (t text); ALTER TABLE public.notes OWNER TO u_heroku;
