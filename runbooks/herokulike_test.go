@@ -83,6 +83,22 @@ func checkHerokuResult(t *testing.T, m *migration) {
 	if got := m.tgt.QueryValue(t, m.tgtName, `SELECT count(*) FILTER (WHERE lomowner = 'application'::regrole) || '/' || count(*) FROM pg_largeobject_metadata`); got != "25/25" {
 		t.Errorf("large objects owned by application: %s, want 25/25", got)
 	}
+	others := m.tgt.Query(t, m.tgtName, `SELECT kind, pg_get_userbyid(owner) FROM (
+		SELECT 'collation' AS kind, collowner AS owner FROM pg_collation WHERE collname = 'c_copy'
+		UNION ALL SELECT 'conversion', conowner FROM pg_conversion WHERE conname = 'latin1_to_utf8'
+		UNION ALL SELECT 'operator', oprowner FROM pg_operator WHERE oprname = '==='
+		UNION ALL SELECT 'text search dictionary', dictowner FROM pg_ts_dict WHERE dictname = 'simple_dict'
+		UNION ALL SELECT 'text search configuration', cfgowner FROM pg_ts_config WHERE cfgname = 'sencillo'
+		UNION ALL SELECT 'statistics', stxowner FROM pg_statistic_ext WHERE stxname = 'líneas_stats'
+		UNION ALL SELECT 'publication', pubowner FROM pg_publication WHERE pubname = 'documents_pub') o ORDER BY 1`)
+	if len(others) != 7 {
+		t.Errorf("objects of other kinds on the target: %q, want 7", others)
+	}
+	for _, r := range others {
+		if r[1] != "application" {
+			t.Errorf("%s owned by %s, not application", r[0], r[1])
+		}
+	}
 	if got := m.tgt.QueryValue(t, m.tgtName, `SELECT pg_get_userbyid(evtowner) FROM pg_event_trigger WHERE evtname = 'log_ddl'`); got != "postgres" {
 		t.Errorf("event trigger log_ddl owned by %q", got)
 	}
@@ -434,3 +450,87 @@ func checkNoSecret(t *testing.T, secret string, o outcome, state string) {
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// TestHerokuRLSPreflight: source-rls and event-triggers, run alone against
+// sources whose rows the owner role cannot all read, stop with the tables and
+// the ways out; lift_force_rls lets FORCE on the role's own tables through,
+// but not policies on a table it does not own, nor a table it may not read.
+// An event trigger enabled ALWAYS (it would fire in runbook's replica
+// session on the target) is refused too.
+func TestHerokuRLSPreflight(t *testing.T) {
+	src, tgt := clusters(t)
+	src.Exec(t, "postgres", `DO $$BEGIN
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'u_other') THEN CREATE ROLE u_other; END IF;
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'u_heroku') THEN CREATE ROLE u_heroku LOGIN; END IF;
+	END$$`)
+	owner := `DO $$BEGIN EXECUTE format('ALTER DATABASE %I OWNER TO u_heroku', current_database()); END$$;
+		CREATE TABLE public.open (id int); ALTER TABLE public.open OWNER TO u_heroku;`
+	for _, tc := range []struct {
+		name, fixture, lift string
+		pass                bool
+		want                []string
+	}{
+		{"nothing hidden", "", "false", true, nil},
+		{"force on its own table", `CREATE TABLE public.notes (t text); ALTER TABLE public.notes OWNER TO u_heroku;
+			ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; ALTER TABLE public.notes FORCE ROW LEVEL SECURITY`,
+			"false", false, []string{"step source-rls failed", "public.notes", "lift_force_rls=true", "NO FORCE ROW LEVEL SECURITY"}},
+		{"force on its own table, lifted", `CREATE TABLE public.notes (t text); ALTER TABLE public.notes OWNER TO u_heroku;
+			ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY; ALTER TABLE public.notes FORCE ROW LEVEL SECURITY`,
+			"true", true, nil},
+		{"policies on a table of another role", `CREATE TABLE public."Secrets" (t text); ALTER TABLE public."Secrets" OWNER TO u_other;
+			GRANT SELECT ON public."Secrets" TO u_heroku; ALTER TABLE public."Secrets" ENABLE ROW LEVEL SECURITY`,
+			"true", false, []string{"step source-rls failed", `public."Secrets"`, "does not own", "BYPASSRLS"}},
+		{"an event trigger enabled always", `CREATE FUNCTION public.noop() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END';
+			CREATE EVENT TRIGGER "Always On" ON ddl_command_end EXECUTE FUNCTION public.noop();
+			ALTER EVENT TRIGGER "Always On" ENABLE ALWAYS`, "false", false, []string{"step event-triggers failed", `"Always On"`, "ENABLE"}},
+		{"no SELECT on a table of another role", `CREATE TABLE "données".privé (t text); ALTER TABLE "données".privé OWNER TO u_other`,
+			"true", false, []string{"step source-rls failed", `"données"."privé"`, "grant it SELECT"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := owner
+			if strings.Contains(tc.fixture, `"données"`) {
+				fx += `CREATE SCHEMA "données"; ALTER SCHEMA "données" OWNER TO u_heroku;`
+			}
+			m := herokuMigration(t, src, tgt, fx+tc.fixture)
+			o := m.run(t, builtin, filepath.Join(t.TempDir(), "state.json"), map[string]string{"lift_force_rls": tc.lift},
+				executor.Options{Only: []string{"source-rls", "event-triggers"}})
+			if tc.pass {
+				if o.code != 0 {
+					t.Fatalf("exit %d: %v", o.code, o.err)
+				}
+				return
+			}
+			if o.code != 1 {
+				t.Fatalf("exit %d (%v), want 1", o.code, o.err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(o.err.Error(), w) {
+					t.Errorf("the error does not say %q: %v", w, o.err)
+				}
+			}
+		})
+	}
+}
+
+// TestHerokuRestoreTwice: the restore step run a second time over a restore
+// that committed (as when runbook dies right after pg_restore's COMMIT)
+// replaces it whole (--clean), and on an empty target it runs without
+// --clean, whose clean phase fails on heroku.sql (a view rebuilt around
+// citext before heroku_ext exists).
+func TestHerokuRestoreTwice(t *testing.T) {
+	src, tgt := clusters(t)
+	m := herokuMigration(t, src, tgt, readFixture(t, "heroku.sql"),
+		`ALTER TABLE public.tenant_notes NO FORCE ROW LEVEL SECURITY`)
+	for i := 1; i <= 2; i++ {
+		o := m.run(t, builtin, filepath.Join(t.TempDir(), "state.json"), nil, executor.Options{Only: []string{"restore"}})
+		if o.code != 0 {
+			t.Fatalf("restore %d: exit %d: %v", i, o.code, o.err)
+		}
+		// Without --clean the second restore would fail (relations exist);
+		// with it the first would (see above): both succeeding is the proof.
+		m.checkCopied(t)
+	}
+	if n := count(t, tgt, m.tgtName, "public.ddl_log"); n != count(t, src, m.srcName, "public.ddl_log") {
+		t.Errorf("ddl_log: %s rows on the target after two restores", n)
+	}
+}

@@ -6,8 +6,10 @@
 -- logs DDL into a table of the application (an audit pattern that needs a
 -- superuser to set up). Then, as u_heroku, the application's objects: non-ASCII
 -- names, a generated column, a partitioned table, an unlogged table, large
--- objects, a table with FORCE ROW LEVEL SECURITY, and a function that calls an
--- extension's function unqualified (it needs the database's search_path).
+-- objects, a table with FORCE ROW LEVEL SECURITY, a function that calls an
+-- extension's function unqualified (it needs the database's search_path), and
+-- a collation, conversion, operator, text search objects, extended statistics
+-- and a publication.
 --
 -- Used by runbooks/heroku_test.go. The role u_heroku is cluster-wide: created
 -- when missing. The FORCE ROW LEVEL SECURITY table makes the migration's
@@ -131,6 +133,17 @@ ALTER TABLE public.tenant_notes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.tenant_notes FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON public.tenant_notes USING (tenant = current_setting('app.tenant', true));
 SELECT setval('public.invoice_numbers', 5041);
+
+-- Objects of other kinds the application owns on Heroku and must own on the
+-- target: a collation, a conversion, an operator, text search objects,
+-- extended statistics, a publication.
+CREATE COLLATION public.c_copy FROM "C";
+CREATE CONVERSION public.latin1_to_utf8 FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8;
+CREATE OPERATOR public.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = int4eq);
+CREATE TEXT SEARCH DICTIONARY public.simple_dict (TEMPLATE = pg_catalog.simple);
+CREATE TEXT SEARCH CONFIGURATION public.sencillo (COPY = pg_catalog.simple);
+CREATE STATISTICS "facturación".líneas_stats ON cantidad, "precio_céntimos" FROM "facturación"."líneas";
+CREATE PUBLICATION documents_pub FOR TABLE public.documents;
 
 -- ------------------------------------------- the event trigger, then 3 DDL
 RESET ROLE;
