@@ -2,12 +2,15 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runbookhq/runbook/actions"
@@ -82,6 +85,7 @@ func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
 	describe, _ := step.Action.(actions.Describer)
 	rerun, tookEffect := slices.Contains(r.o.Rerun, step.ID), slices.Contains(r.o.TookEffect, step.ID)
 	changes := map[string]*UnitState{}
+	bounds := map[string]*xidLimit{} // per connection, after a restart
 	var doubts []string
 	var recordedAt, nowAt time.Time
 	for _, name := range sortedKeys(s.Units) {
@@ -145,41 +149,32 @@ func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
 			continue
 		}
 		// The server restarted: it lost what was not on its disk, and may
-		// have given the lost transactions' ids to others.
-		maybe := false
-		if u.Tx != nil {
-			c, err := r.conns.Conn(ctx, conn)
-			if err != nil {
-				return err
-			}
-			status, err := pgtx.Status(ctx, c, u.Tx.XID)
-			var pgErr *pgconn.PgError
-			switch {
-			case errors.As(err, &pgErr) && pgErr.Code == "22023":
-				// "transaction ID … is in the future": the restarted server
-				// never saw it; it did not commit.
-			case err != nil:
-				return fmt.Errorf("step %s: settling transaction %d: %w", step.ID, u.Tx.XID, r.red.Error(err))
-			case status != nil && *status == "committed":
-				maybe = true
+		// have given the lost transactions' ids to others. Find exactly
+		// which of the unit's commits survived (afterRestart).
+		c, err := r.conns.Conn(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if bounds[conn] == nil {
+			if bounds[conn], err = xidBound(ctx, c); err != nil {
+				return fmt.Errorf("step %s: %w", step.ID, r.red.Error(err))
 			}
 		}
-		durable := u.Data
-		if u.AtRisk {
-			durable = u.Durable
+		known, recordedData, ambiguous, err := afterRestart(ctx, c, u, bounds[conn])
+		if err != nil {
+			return fmt.Errorf("step %s: settling after the server's restart: %w", step.ID, r.red.Error(err))
 		}
-		recordedData := u.Data
-		if maybe {
-			recordedData = u.Tx.Data
-		}
-		if !maybe && !u.AtRisk {
-			// The transaction in flight did not commit before the restart
-			// (had it, its id could not have been given away): it runs again.
-			next := *u
-			next.Tx = nil
-			changes[name] = &next
-			r.log.Info().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Uint64("xid", u.Tx.XID).Str("outcome", "aborted").
-				Msg("the server restarted; the step's last transaction did not commit: it runs again")
+		durable := known
+		if !ambiguous {
+			// Every commit in doubt is settled: what survived is the unit's
+			// data, on the server's disk now.
+			if known == nil {
+				changes[name] = nil
+			} else {
+				changes[name] = &UnitState{Data: known, Conn: conn, Server: now}
+			}
+			r.log.Info().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Str("outcome", "restart-settled").
+				Msgf("the server restarted; the step's commits that survived are known exactly: it goes on after %s", point(describe, name, known))
 			continue
 		}
 		switch {
@@ -207,7 +202,7 @@ func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
 	if len(doubts) > 0 {
 		return exitcode.With(exitcode.Refused, fmt.Errorf("step %s: the server restarted since runbook recorded the step's commits (it was started at %s, now at %s). "+
 			"A crash loses the commits not yet on the server's disk, and the server may then give their transaction ids to other transactions, so runbook cannot tell whether %s.\n"+
-			"Check them, then resume with --took-effect %s if they did, or with --rerun %s to run them again from what is known durable",
+			"Check them, then resume with --took-effect %s if they did, or with --rerun %s to run them again after what is known to have survived",
 			step.ID, recordedAt.UTC().Format(time.RFC3339Nano), nowAt.UTC().Format(time.RFC3339Nano), strings.Join(doubts, ", nor whether "), step.ID, step.ID))
 	}
 	if len(changes) == 0 {
@@ -228,3 +223,134 @@ func point(d actions.Describer, unit string, data []byte) string {
 }
 
 const settleWait = 10 * time.Second
+
+// xidLimit bounds the transaction ids a restarted server may have handed out
+// again: every id at or above Next is one whose commit, if any, the crash
+// lost. Exact says Next is the server's next id when its recovery ended: an
+// id below it was never given to another transaction, so pg_xact_status
+// answers for ours.
+type xidLimit struct {
+	Next  uint64
+	Exact bool
+}
+
+// xidBound reads the limit. The checkpoint that ends crash recovery records
+// the next transaction id as recovery left it; the statistics are reset by a
+// crash, so while the checkpointer counts one checkpoint since, the last one
+// is that one. Otherwise the next id now is a limit, not an exact one.
+func xidBound(ctx context.Context, c *pgx.Conn) (*xidLimit, error) {
+	var next string
+	var count int64
+	var ckpt, start time.Time
+	err := c.QueryRow(ctx, `SELECT next_xid, checkpoint_time, pg_postmaster_start_time(),
+		(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) FROM pg_control_checkpoint()`).Scan(&next, &ckpt, &start, &count)
+	lim := &xidLimit{}
+	if err == nil {
+		if x, ok := parseFullXID(next); ok && !ckpt.Before(start.Truncate(time.Second)) {
+			lim.Next, lim.Exact = x, count == 1
+		}
+	}
+	if lim.Exact {
+		return lim, nil
+	}
+	// The next id now: no id at or above it was ever handed out.
+	var cur uint64
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx)
+	if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&cur); err != nil {
+		return nil, err
+	}
+	if lim.Next == 0 || cur < lim.Next {
+		lim.Next = cur
+	}
+	return lim, nil
+}
+
+// parseFullXID parses pg_control's "epoch:xid" into a 64-bit id.
+func parseFullXID(s string) (uint64, bool) {
+	e, x, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, false
+	}
+	epoch, err1 := strconv.ParseUint(e, 10, 32)
+	xid, err2 := strconv.ParseUint(x, 10, 32)
+	return epoch<<32 | xid, err1 == nil && err2 == nil
+}
+
+// afterRestart finds which of a unit's commits in doubt survived a crash of
+// the server: its asynchronous commits since the last durable one and its
+// transaction in flight, in commit order. A crash loses a suffix of them. An
+// id at or above the limit did not survive; below an exact limit,
+// pg_xact_status answers. It returns the unit's data as of the last commit
+// known to have survived (nil: none), the data of the last one that may
+// have, and whether any remains undecided (then known is the last point
+// decided).
+func afterRestart(ctx context.Context, c *pgx.Conn, u *UnitState, lim *xidLimit) (known, last json.RawMessage, ambiguous bool, err error) {
+	known = u.Data
+	if u.AtRisk {
+		known = u.Durable
+	}
+	var doubt []AsyncCommit
+	if u.AtRisk {
+		doubt = append(doubt, u.Async...)
+	}
+	if u.Tx != nil {
+		doubt = append(doubt, AsyncCommit{XID: u.Tx.XID, Data: u.Tx.Data})
+	}
+	const (
+		survived = iota
+		lost
+		unknown
+	)
+	class := make([]int, len(doubt))
+	for i, d := range doubt {
+		switch {
+		case d.XID == 0:
+			class[i] = unknown // work in autocommit: no id to ask about
+		case d.XID >= lim.Next:
+			class[i] = lost
+		default:
+			status, err := pgtx.Status(ctx, c, d.XID)
+			var pgErr *pgconn.PgError
+			switch {
+			case errors.As(err, &pgErr) && pgErr.Code == "22023":
+				class[i] = lost // in the future: never seen by the restarted server
+			case err != nil:
+				return nil, nil, false, err
+			case status == nil:
+				class[i] = unknown
+			case *status == "committed" && lim.Exact:
+				class[i] = survived
+			case *status == "committed":
+				class[i] = unknown // ours, or another's that got its id
+			default:
+				class[i] = lost
+			}
+		}
+	}
+	// Survivors are a prefix: a commit after one that survived survived too
+	// (a crash loses the end of the log), one after a lost one is lost.
+	lastSurvived, firstLost := -1, len(doubt)
+	for i, k := range class {
+		if k == survived {
+			lastSurvived = i
+		}
+		if k == lost && i < firstLost {
+			firstLost = i
+		}
+	}
+	if lastSurvived >= firstLost {
+		// Not a prefix: the ids say something a crash cannot do.
+		return known, u.Data, true, nil
+	}
+	if lastSurvived >= 0 {
+		known = doubt[lastSurvived].Data
+	}
+	if firstLost == lastSurvived+1 {
+		return known, known, false, nil
+	}
+	return known, doubt[firstLost-1].Data, true, nil
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -125,6 +126,21 @@ type UnitState struct {
 	// Tx is the unit's transaction in flight: recorded before its COMMIT,
 	// settled with the server after a crash.
 	Tx *actions.Tx `json:"tx,omitempty"`
+	// Async are the asynchronous commits since the last durable one, in
+	// order (each transaction's id and the unit's data once it committed):
+	// after a crash of the server, settle.go finds which of them survived.
+	// A journal record never carries them (that would grow with each
+	// commit): loading rebuilds them from the records, in which each
+	// transaction appears before its COMMIT (see applyStep); a snapshot
+	// keeps them whole.
+	Async []AsyncCommit `json:"async_commits,omitempty"`
+}
+
+// AsyncCommit is an asynchronous commit of a unit not yet known on the
+// server's disk.
+type AsyncCommit struct {
+	XID  uint64          `json:"xid"` // 0: work done in autocommit, with no id to ask about
+	Data json.RawMessage `json:"data"`
 }
 
 // inDoubt reports whether u has work a crash may have left undecided.
@@ -139,11 +155,23 @@ func (u *UnitState) committed(tx actions.Tx) *UnitState {
 		if u != nil {
 			n.Durable = u.Data
 			if u.AtRisk {
-				n.Durable = u.Durable
+				n.Durable, n.Async = u.Durable, u.Async
 			}
 		}
+		n.Async = append(slices.Clip(n.Async), AsyncCommit{XID: tx.XID, Data: tx.Data})
 	}
 	return n
+}
+
+// forRecord is u as a journal record carries it: without its list of
+// asynchronous commits.
+func (u *UnitState) forRecord() *UnitState {
+	if u == nil || u.Async == nil {
+		return u
+	}
+	c := *u
+	c.Async = nil
+	return &c
 }
 
 // record is one journal line: a change of one step's record (its header
@@ -325,9 +353,12 @@ func (st *State) applyStep(rec *StepState) {
 		}
 		if u == nil {
 			delete(next.Units, name)
-		} else {
-			next.Units[name] = u
+			continue
 		}
+		if u.AtRisk && u.Async == nil {
+			u = rebuildAsync(next.Units[name], u)
+		}
+		next.Units[name] = u
 	}
 	if len(next.Units) == 0 {
 		next.Units = nil
@@ -339,6 +370,26 @@ func (st *State) applyStep(rec *StepState) {
 		next.Blobs[name] = ref
 	}
 	st.Steps[i] = &next
+}
+
+// rebuildAsync returns rec (a unit as a record carries it, at risk) with its
+// list of asynchronous commits: cur's, and cur's transaction in flight when
+// rec shows it committed (its data is rec's, and rec no longer has it in
+// flight). Records carry a unit whole but for this list.
+func rebuildAsync(cur, rec *UnitState) *UnitState {
+	if cur == nil || !cur.AtRisk && cur.Tx == nil {
+		return rec
+	}
+	n := *rec
+	if cur.AtRisk {
+		n.Async = slices.Clip(cur.Async)
+	}
+	if t := cur.Tx; t != nil && t.Async && (rec.Tx == nil || rec.Tx.XID != t.XID) && bytes.Equal(rec.Data, t.Data) {
+		if len(n.Async) == 0 || n.Async[len(n.Async)-1].XID != t.XID {
+			n.Async = append(n.Async, AsyncCommit{XID: t.XID, Data: t.Data})
+		}
+	}
+	return &n
 }
 
 // create writes the state's first snapshot and starts its journal.
@@ -448,10 +499,10 @@ func (st *State) changedLocked(id string, change func(s *StepState), units map[s
 	if d := st.dirty[id]; len(d) > 0 || len(units) > 0 {
 		next.Units = make(map[string]*UnitState, len(d)+len(units))
 		for k, v := range d {
-			next.Units[k] = v
+			next.Units[k] = v.forRecord()
 		}
 		for k, v := range units {
-			next.Units[k] = v
+			next.Units[k] = v.forRecord()
 		}
 		delete(st.dirty, id)
 	}
