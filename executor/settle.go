@@ -296,6 +296,10 @@ func afterRestart(ctx context.Context, c *pgx.Conn, u *UnitState, lim *xidLimit)
 	var doubt []AsyncCommit
 	if u.AtRisk {
 		doubt = append(doubt, u.Async...)
+		if u.AsyncUncounted {
+			// Too many to keep: what survived cannot be told apart.
+			doubt = []AsyncCommit{{Data: u.Data}}
+		}
 	}
 	if u.Tx != nil {
 		doubt = append(doubt, AsyncCommit{XID: u.Tx.XID, Data: u.Tx.Data})

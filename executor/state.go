@@ -134,7 +134,14 @@ type UnitState struct {
 	// transaction appears before its COMMIT (see applyStep); a snapshot
 	// keeps them whole.
 	Async []AsyncCommit `json:"async_commits,omitempty"`
+	// AsyncUncounted is set when more asynchronous commits came in a row
+	// than Async keeps (maxAsync: a session whose own synchronous_commit is
+	// off never makes one durable): which survived a crash is then unknown.
+	AsyncUncounted bool `json:"async_uncounted,omitempty"`
 }
+
+// maxAsync bounds the asynchronous commits a unit keeps (memory, state).
+const maxAsync = 100_000
 
 // AsyncCommit is an asynchronous commit of a unit not yet known on the
 // server's disk.
@@ -155,10 +162,14 @@ func (u *UnitState) committed(tx actions.Tx) *UnitState {
 		if u != nil {
 			n.Durable = u.Data
 			if u.AtRisk {
-				n.Durable, n.Async = u.Durable, u.Async
+				n.Durable, n.Async, n.AsyncUncounted = u.Durable, u.Async, u.AsyncUncounted
 			}
 		}
-		n.Async = append(slices.Clip(n.Async), AsyncCommit{XID: tx.XID, Data: tx.Data})
+		if n.AsyncUncounted || len(n.Async) >= maxAsync {
+			n.Async, n.AsyncUncounted = nil, true
+		} else {
+			n.Async = append(slices.Clip(n.Async), AsyncCommit{XID: tx.XID, Data: tx.Data})
+		}
 	}
 	return n
 }
@@ -383,6 +394,11 @@ func rebuildAsync(cur, rec *UnitState) *UnitState {
 	n := *rec
 	if cur.AtRisk {
 		n.Async = slices.Clip(cur.Async)
+		n.AsyncUncounted = n.AsyncUncounted || cur.AsyncUncounted
+	}
+	if n.AsyncUncounted || len(n.Async) >= maxAsync {
+		n.Async, n.AsyncUncounted = nil, true
+		return &n
 	}
 	if t := cur.Tx; t != nil && t.Async && (rec.Tx == nil || rec.Tx.XID != t.XID) && bytes.Equal(rec.Data, t.Data) {
 		if len(n.Async) == 0 || n.Async[len(n.Async)-1].XID != t.XID {
