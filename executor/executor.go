@@ -108,11 +108,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	store := o.Store
 	if store == nil {
-		path := o.StatePath
-		if path == "" {
-			path = DefaultStatePath(rb, o.Values)
+		if store, err = OpenStore(o.StatePath, rb, o.Values); err != nil {
+			return nil, err
 		}
-		store = NewFileStore(path)
+	}
+	if s, ok := store.(secretStore); ok {
+		red.Add(s.Secrets()...)
 	}
 	path := store.Where()
 	if err := checkSelection(rb, o); err != nil {
@@ -145,6 +146,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		return nil, envError(err)
 	}
+	if s, ok := store.(runStore); ok {
+		s.SetRun(st.RunID)
+	}
+	if s, ok := store.(losingStore); ok {
+		// A store that loses its lock stops the run: another process may
+		// take it now.
+		var stop context.CancelFunc
+		ctx, stop = stopOnLost(ctx, s)
+		defer stop()
+	}
 	if o.Resume {
 		// The run's selection holds for its resumes: a step --from or --only
 		// left out is not run by resume either.
@@ -175,6 +186,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{RunID: st.RunID, StatePath: path}
 	runErr := r.run(ctx)
 	r.conns.close()
+	if s, ok := store.(losingStore); ok && s.LostErr() != nil {
+		runErr = exitcode.With(exitcode.Environment, errors.Join(s.LostErr(), runErr))
+	}
 	res.Outcome = st.Outcome
 	if cerr := st.close(); cerr != nil && runErr == nil {
 		runErr = fmt.Errorf("state %s: %w", path, cerr)

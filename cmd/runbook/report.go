@@ -40,11 +40,12 @@ Without --log the report comes from the state alone.`,
 			if format != "markdown" {
 				return usagef("--format must be markdown, not %q", format)
 			}
-			path, err := pf.statePath(state, firstArg(args))
+			store, err := pf.openStore(state, firstArg(args))
 			if err != nil {
 				return err
 			}
-			rep, err := executor.BuildReport(executor.ReportOptions{StatePath: path, LogPath: logPath, MaxStatements: maxStatements})
+			defer store.Close()
+			rep, err := executor.BuildReport(executor.ReportOptions{Store: store, LogPath: logPath, MaxStatements: maxStatements})
 			if err != nil {
 				return err
 			}
@@ -55,7 +56,7 @@ Without --log the report comes from the state alone.`,
 		},
 	}
 	pf.register(c)
-	c.Flags().StringVar(&state, "state", "", "state file")
+	c.Flags().StringVar(&state, "state", "", "state: a file, or a control database postgres://USER@HOST/DB[?key=NAME] (default: $RUNBOOK_STATE)")
 	c.Flags().StringVar(&logPath, "log", "", "the audit log the run wrote (--log of run and resume)")
 	c.Flags().StringVar(&format, "format", "markdown", "output format: markdown")
 	c.Flags().IntVar(&maxStatements, "max-statements", 10, "generated statements listed per step (the rest are counted)")

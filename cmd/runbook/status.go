@@ -27,11 +27,12 @@ to find the default state file, or --state.`,
 			if format != "text" && format != "json" {
 				return usagef("--format must be text or json, not %q", format)
 			}
-			path, err := pf.statePath(state, firstArg(args))
+			store, err := pf.openStore(state, firstArg(args))
 			if err != nil {
 				return err
 			}
-			st, err := executor.ReadStatus(executor.NewFileStore(path))
+			defer store.Close()
+			st, err := executor.ReadStatus(store)
 			if err != nil {
 				return err
 			}
@@ -43,7 +44,7 @@ to find the default state file, or --state.`,
 		},
 	}
 	pf.register(c)
-	c.Flags().StringVar(&state, "state", "", "state file")
+	c.Flags().StringVar(&state, "state", "", "state: a file, or a control database postgres://USER@HOST/DB[?key=NAME] (default: $RUNBOOK_STATE)")
 	c.Flags().StringVar(&format, "format", "text", "output format: text or json")
 	return c
 }
