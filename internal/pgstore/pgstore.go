@@ -36,6 +36,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -65,6 +66,7 @@ var (
 	opTimeout      = time.Minute
 	connectTimeout = 30 * time.Second
 	heartbeat      = 5 * time.Second
+	deadHolderWait = 10 * time.Second
 )
 
 // Store is one run's state in a control database. Its methods are safe for
@@ -281,16 +283,26 @@ func (s *Store) Lock() error {
 	if err != nil {
 		return err
 	}
-	if !got {
-		who := ""
-		s.useLocked("reading the lease", func(ctx context.Context, c *pgx.Conn) error {
-			_, who = holder(ctx, c, s.key, s.lockKey)
-			return nil
+	// A holder that died on this host a moment ago: its lock goes when the
+	// server sees its connection closed.
+	for deadline := time.Now().Add(deadHolderWait); !got; {
+		var l lease
+		err = s.useLocked("taking the run's lock", func(ctx context.Context, c *pgx.Conn) error {
+			if l = readLease(ctx, c, s.key, s.lockKey); l.held && (!l.deadHere() || time.Now().After(deadline)) {
+				return nil
+			}
+			time.Sleep(20 * time.Millisecond)
+			return c.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, s.lockKey).Scan(&got)
 		})
-		if who != "" {
-			who = " (" + who + ")"
+		if err != nil {
+			return err
 		}
-		return exitcode.With(exitcode.Refused, fmt.Errorf("state %s is locked by another runbook process%s: wait for it to finish, or stop it", s.where, who))
+		if got {
+			break
+		}
+		if l.held && (!l.deadHere() || time.Now().After(deadline)) {
+			return s.lockedBy(l)
+		}
 	}
 	host, _ := os.Hostname()
 	err = s.useLocked("writing the lease", func(ctx context.Context, c *pgx.Conn) error {
@@ -317,6 +329,19 @@ func (s *Store) Lock() error {
 	s.beating.Add(1)
 	go s.heartbeat(s.stop)
 	return nil
+}
+
+// lockedBy is the refusal of a lock that l's holder holds.
+func (s *Store) lockedBy(l lease) error {
+	msg := fmt.Sprintf("state %s is locked by another runbook process", s.where)
+	if who := l.String(); who != "" {
+		msg += " (" + who + ")"
+	}
+	msg += ": wait for it to finish, or stop it"
+	if l.stale() {
+		msg += fmt.Sprintf(". Its heartbeat stopped: if its process is gone (a machine that died, a network cut off), the control database drops the lock when it notices the connection is dead; to end it now, check that the process is gone and run SELECT pg_terminate_backend(%d) on the control database", l.lockPID)
+	}
+	return exitcode.With(exitcode.Refused, errors.New(msg))
 }
 
 // SetRun names the run the lock's holder runs, in its lease.
@@ -360,28 +385,38 @@ func (s *Store) heartbeat(stop <-chan struct{}) {
 // Holder reports, without taking the lock, whether a process holds it (the
 // advisory lock is granted in pg_locks), and who, from its lease.
 func (s *Store) Holder() (bool, string) {
-	var held bool
-	var who string
+	var l lease
 	s.use("reading the lease", func(ctx context.Context, c *pgx.Conn) error {
-		held, who = holder(ctx, c, s.key, s.lockKey)
+		l = readLease(ctx, c, s.key, s.lockKey)
 		return nil
 	})
-	return held, who
+	return l.held, l.String()
 }
 
-// holder reads the lock's state and its lease.
-func holder(ctx context.Context, c *pgx.Conn, key string, lk int64) (bool, string) {
+// lease is the lock's state and its lease row.
+type lease struct {
+	held    bool
+	lockPID int32 // the backend that holds the advisory lock
+	ok      bool  // the lease row is the holder's
+	host    string
+	pid     int32
+	runID   *string
+	since   time.Time
+	age     time.Duration // since the last heartbeat
+}
+
+// readLease reads the lock's state and its lease.
+func readLease(ctx context.Context, c *pgx.Conn, key string, lk int64) lease {
 	var (
-		held             bool
-		lockPID          *int32
-		host, runID      *string
-		pid, backend     *int32
-		since            *time.Time
-		age              *float64
-		hi, lo           = int64(uint32(uint64(lk) >> 32)), int64(uint32(uint64(lk)))
-		leaseFromHolder  bool
-		leaseDescription string
+		l       lease
+		lockPID *int32
+		host    *string
+		pid     *int32
+		backend *int32
+		since   *time.Time
+		age     *float64
 	)
+	hi, lo := int64(uint32(uint64(lk)>>32)), int64(uint32(uint64(lk)))
 	err := c.QueryRow(ctx, `
 		SELECT k.pid, l.host, l.pid, l.backend_pid, l.run_id, l.started_at,
 		       extract(epoch FROM clock_timestamp() - l.heartbeat_at)::float8
@@ -390,28 +425,44 @@ func holder(ctx context.Context, c *pgx.Conn, key string, lk int64) (bool, strin
 		           WHERE locktype = 'advisory' AND granted AND objsubid = 1
 		             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		             AND classid::int8 = $2 AND objid::int8 = $3) AS k ON true
-		LEFT JOIN runbook_state.leases AS l ON l.key = $1`, key, hi, lo).Scan(&lockPID, &host, &pid, &backend, &runID, &since, &age)
-	if err != nil {
-		return false, ""
+		LEFT JOIN runbook_state.leases AS l ON l.key = $1`, key, hi, lo).Scan(&lockPID, &host, &pid, &backend, &l.runID, &since, &age)
+	if err != nil || lockPID == nil {
+		return l
 	}
-	held = lockPID != nil
-	if !held {
-		return false, ""
+	l.held, l.lockPID = true, *lockPID
+	if host != nil && backend != nil && *backend == *lockPID {
+		l.ok, l.host, l.pid, l.since = true, *host, *pid, *since
+		l.age = time.Duration(*age * float64(time.Second))
 	}
-	leaseFromHolder = host != nil && backend != nil && *backend == *lockPID
-	if !leaseFromHolder {
-		return true, fmt.Sprintf("the control database's backend %d holds the lock; it wrote no lease", *lockPID)
-	}
-	leaseDescription = fmt.Sprintf("pid %d on %s", *pid, *host)
-	if runID != nil {
-		leaseDescription += ", run " + *runID
-	}
-	leaseDescription += " since " + since.UTC().Format(time.RFC3339)
-	if age != nil {
-		leaseDescription += fmt.Sprintf(", heartbeat %s ago", (time.Duration(*age * float64(time.Second))).Round(time.Second))
-	}
-	return true, leaseDescription
+	return l
 }
+
+// String says who holds the lock ("" when nobody does).
+func (l lease) String() string {
+	switch {
+	case !l.held:
+		return ""
+	case !l.ok:
+		return fmt.Sprintf("the control database's backend %d holds the lock; it wrote no lease", l.lockPID)
+	}
+	who := fmt.Sprintf("pid %d on %s", l.pid, l.host)
+	if l.runID != nil {
+		who += ", run " + *l.runID
+	}
+	return who + fmt.Sprintf(" since %s, heartbeat %s ago", l.since.UTC().Format(time.RFC3339), l.age.Round(time.Second))
+}
+
+// deadHere reports whether the holder ran on this host and its process is
+// gone: the server drops its lock as soon as it sees the connection closed,
+// which may take a moment after the process died.
+func (l lease) deadHere() bool {
+	host, _ := os.Hostname()
+	return l.ok && l.host == host && l.pid > 0 && syscall.Kill(int(l.pid), 0) == syscall.ESRCH
+}
+
+// stale reports whether the holder's heartbeat stopped: the holder is dead
+// or cut off, but its server has not seen its connection go yet.
+func (l lease) stale() bool { return l.ok && l.age > 3*heartbeat }
 
 // Close releases the lock (the lease row goes with it) and closes the
 // connection.
