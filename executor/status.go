@@ -2,6 +2,7 @@ package executor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -36,8 +37,11 @@ func ReadStatus(store Store) (*Status, error) {
 	path := store.Where()
 	st, err := loadState(store)
 	if err != nil {
-		if exitcode.Of(err) == exitcode.Refused {
-			return nil, err // a state that fails its integrity check: exit 4
+		var coder exitcode.Coder
+		if errors.As(err, &coder) {
+			// A state that fails its integrity check (exit 4), a control
+			// database that cannot be reached (exit 5).
+			return nil, err
 		}
 		return nil, exitcode.With(exitcode.Invalid, err)
 	}
