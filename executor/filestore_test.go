@@ -1,7 +1,9 @@
 package executor
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -65,6 +67,27 @@ func TestFileStoreReplaceCrashWindows(t *testing.T) {
 				t.Errorf("after the resume's new snapshot: %v", err)
 			}
 			got.store.Close()
+		})
+	}
+}
+
+// BenchmarkFileStoreAppend measures a record's append, durable (fdatasync)
+// or not, for comparison with the control database's (internal/pgstore).
+func BenchmarkFileStoreAppend(b *testing.B) {
+	rec := []byte(`{"step":{"id":"s042","digest":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","status":"running","attempts":1},"chain":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}`)
+	for _, durable := range []bool{true, false} {
+		b.Run(fmt.Sprintf("durable=%v", durable), func(b *testing.B) {
+			s := NewFileStore(filepath.Join(b.TempDir(), "s.state.json"))
+			defer s.Close()
+			if err := s.Create([]byte("s\n")); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if err := s.Append(rec, durable); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

@@ -582,3 +582,32 @@ func TestPasswordMasked(t *testing.T) {
 		t.Errorf("Secrets() = %q, want the password", got)
 	}
 }
+
+// BenchmarkAppend measures a record's append, durable or not, on a cluster
+// that keeps PostgreSQL's durability settings (fsync, synchronous_commit on).
+func BenchmarkAppend(b *testing.B) {
+	srv := pgtest.NewCluster(b, pgtest.WithFsync())
+	u := srv.NewDatabase(b)
+	rec := []byte(`{"step":{"id":"s042","digest":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","status":"running","attempts":1},"chain":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}`)
+	for _, durable := range []bool{true, false} {
+		b.Run(fmt.Sprintf("durable=%v", durable), func(b *testing.B) {
+			s, err := Open(u, fmt.Sprintf("bench-%v", durable))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.Lock(); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Create([]byte("s\n")); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if err := s.Append(rec, durable); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
