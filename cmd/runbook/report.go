@@ -26,7 +26,9 @@ The audit log's chain is verified first; the report says whether it is intact
 and gives its head (seq and SHA-256 of the last line) to record in the ticket,
 so that the log can later be checked with runbook audit verify LOG --anchor HEAD.
 
-Give the runbook and its params to find the default state file, or --state.
+Give the runbook and its params to find the default state ($RUNBOOK_STATE, else
+the state file under .runbook), or --state: a file, or a control database's URL
+with ?key=.
 Without --log the report comes from the state alone.`,
 		Example: `  runbook report migrate.yaml --vars customers/acme.yaml --log acme.log > CHG-1234.md
   runbook report --state .runbook/migrate-3f2a9c1b7e4d.state.json --log acme.log`,

@@ -43,9 +43,10 @@ func newRunCmd(s *streams) *cobra.Command {
 		Use:   "run FILE",
 		Short: "Run a runbook",
 		Long: `run executes a runbook's steps in order, recording each step durably in a
-state file so that an interrupted run can be resumed exactly (runbook resume).
-The state path is printed at start; on any failure or interruption runbook
-prints the command that resumes.`,
+state file (or a control database: --state postgres://…, or $RUNBOOK_STATE) so
+that an interrupted run can be resumed exactly (runbook resume). The state is
+printed at start; on any failure or interruption runbook prints the command that
+resumes.`,
 		Example: `  runbook run migrate.yaml --vars customers/acme.yaml --log acme.log
   runbook run builtin:heroku-to-crunchy-bridge --vars acme.yaml --approve maintenance-on`,
 		Args: exactArgs(1),
