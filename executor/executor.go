@@ -32,9 +32,10 @@ const timeoutClose = 5 * time.Second
 type Options struct {
 	Runbook *schema.Runbook
 	Values  schema.Values
-	// Store keeps the run's state; nil for the file store at StatePath.
+	// Store keeps the run's state; nil for the one StatePath names.
 	Store Store
-	// StatePath is the state file; "" derives one (DefaultStatePath).
+	// StatePath is the state when Store is nil: a file, or a control
+	// database's URL; "" derives one (OpenStore).
 	StatePath string
 	// LogPath is the audit log (JSON lines, appended); "" for none.
 	LogPath string

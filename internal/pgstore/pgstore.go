@@ -79,6 +79,7 @@ type Store struct {
 	red     *redact.Redactor
 	secrets []string
 	lockKey int64
+	beat    time.Duration // the lease's heartbeat
 
 	mu     sync.Mutex // guards conn, seq and the fields below
 	conn   *pgx.Conn
@@ -131,7 +132,7 @@ func Open(rawURL, defaultKey string) (*Store, error) {
 	if cfg.Password != "" {
 		red.Add(cfg.Password)
 	}
-	s := &Store{cfg: cfg, u: u, key: key, where: maskURL(u, key), red: red, lockKey: lockKey(key), seq: -1,
+	s := &Store{cfg: cfg, u: u, key: key, where: maskURL(u, key), red: red, lockKey: lockKey(key), seq: -1, beat: heartbeat,
 		lost: make(chan struct{})}
 	s.secrets = redact.PasswordsInConnString(rawURL)
 	if cfg.Password != "" {
@@ -357,7 +358,7 @@ func (s *Store) SetRun(runID string) {
 // lock lost when the connection is gone.
 func (s *Store) heartbeat(stop <-chan struct{}) {
 	defer s.beating.Done()
-	t := time.NewTicker(heartbeat)
+	t := time.NewTicker(s.beat)
 	defer t.Stop()
 	for {
 		select {
@@ -368,7 +369,7 @@ func (s *Store) heartbeat(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		s.use("renewing the lease", func(ctx context.Context, c *pgx.Conn) error {
-			ctx, cancel := context.WithTimeout(ctx, 2*heartbeat)
+			ctx, cancel := context.WithTimeout(ctx, 2*s.beat)
 			defer cancel()
 			_, err := c.Exec(ctx, `WITH c AS (SELECT set_config('synchronous_commit', 'off', true))
 				UPDATE runbook_state.leases SET heartbeat_at = now() FROM c WHERE key = $1`, s.key)

@@ -611,3 +611,30 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// TestStaleLeaseNamesTheBackend: a holder whose heartbeat stopped while its
+// session lives on (a process on a machine cut off, whose connection the
+// server has not yet seen die) is named with the backend to end.
+func TestStaleLeaseNamesTheBackend(t *testing.T) {
+	defer func(d time.Duration) { heartbeat = d }(heartbeat)
+	heartbeat = 50 * time.Millisecond
+	srv := pgtest.Shared(t)
+	u := srv.NewDatabase(t)
+	s1 := open(t, u, "stale")
+	if err := s1.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	// The holder's heartbeat stops; its session (and lock) stay.
+	s1.mu.Lock()
+	stop := s1.stop
+	s1.stop = nil
+	s1.mu.Unlock()
+	close(stop)
+	s1.beating.Wait()
+	backend := srv.QueryValue(t, pgtest.DatabaseName(t, u), `SELECT backend_pid FROM runbook_state.leases WHERE key = 'stale'`)
+	time.Sleep(4 * heartbeat)
+	err := open(t, u, "stale").Lock()
+	if err == nil || !strings.Contains(err.Error(), "Its heartbeat stopped") || !strings.Contains(err.Error(), "pg_terminate_backend("+backend+")") {
+		t.Errorf("a holder whose heartbeat stopped: %v; want the refusal to say so and name backend %s", err, backend)
+	}
+}
