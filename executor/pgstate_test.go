@@ -322,3 +322,34 @@ steps:
 		t.Errorf("the control database is never named: the check proves little")
 	}
 }
+
+// TestControlDatabaseEditRefused: a state edited in the control database
+// with SQL fails its integrity check as an edited file does: status and
+// resume exit 4 and nothing runs.
+func TestControlDatabaseEditRefused(t *testing.T) {
+	srv := pgtest.Shared(t)
+	control := controlURL(t, "edited")
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "rb.yaml", `version: 1
+name: edited
+steps:
+  - id: first
+    shell: {run: "echo first-ran"}
+  - id: broken
+    shell: {run: "exit 3"}
+`)
+	if code, out := testbin.Run(t, bin, testbin.Cmd{Dir: dir}, "run", "rb.yaml", "--state", control, "--log-format", "json"); code != 1 {
+		t.Fatalf("run: exit %d\n%s", code, tail(out))
+	}
+	srv.Exec(t, pgtest.DatabaseName(t, control), `UPDATE runbook_state.runs
+		SET snapshot = convert_to(replace(convert_from(snapshot, 'UTF8'), '"failed"', '"succeeded"'), 'UTF8') WHERE key = 'edited'`)
+	code, out := testbin.Run(t, bin, testbin.Cmd{Dir: dir}, "status", "--state", control)
+	if code != 4 || !strings.Contains(out, "failed its integrity check: the snapshot does not match its seal") {
+		t.Errorf("status of an edited state: exit %d, want 4\n%s", code, out)
+	}
+	code, out = testbin.Run(t, bin, testbin.Cmd{Dir: dir}, "resume", "rb.yaml", "--state", control, "--log-format", "json")
+	if code != 4 || strings.Contains(out, "first-ran") || strings.Contains(out, `"event":"step.start"`) {
+		t.Errorf("resume of an edited state: exit %d, want 4 and nothing run\n%s", code, tail(out))
+	}
+}
