@@ -43,15 +43,17 @@ func TestCrashResumeExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash harness: skipped with -short")
 	}
-	for _, c := range []struct{ name, query string }{
-		{"synchronous_commit off", ""},
-		{"synchronous_commit on", "&synchronous_commit=on"},
-	} {
-		t.Run(c.name, func(t *testing.T) { crashResumeExactlyOnce(t, c.query, 30) })
-	}
+	forEachStore(t, func(t *testing.T, store stateStore) {
+		for _, c := range []struct{ name, query string }{
+			{"synchronous_commit off", ""},
+			{"synchronous_commit on", "&synchronous_commit=on"},
+		} {
+			t.Run(c.name, func(t *testing.T) { crashResumeExactlyOnce(t, store, c.query, 30) })
+		}
+	})
 }
 
-func crashResumeExactlyOnce(t *testing.T, query string, wantKills int) {
+func crashResumeExactlyOnce(t *testing.T, store stateStore, query string, wantKills int) {
 	srv := pgtest.Shared(t)
 	url := srv.NewDatabase(t) + query
 	bin := buildBinary(t)
@@ -113,13 +115,14 @@ steps:
 	calibURL, calibCopy := srv.NewDatabase(t)+query, srv.NewDatabase(t)
 	start := time.Now()
 	if code, out := crashRun(t, bin, dir, 0, "run", "crash.yaml", "--var", "url="+calibURL, "--var", "copy_url="+calibCopy,
-		"--state", filepath.Join(dir, "calibration.json"), "--log-format", "json"); code != 0 {
+		"--state", store.spec(t, dir, "calibration"), "--log-format", "json"); code != 0 {
 		t.Fatalf("uninterrupted run: exit %d\n%s", code, tail(out))
 	}
 	whole := time.Since(start)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	delay := func() time.Duration { return whole/50 + time.Duration(rng.Int63n(int64(whole/15))) }
-	args := []string{"--var", "url=" + url, "--var", "copy_url=" + copyURL, "--state", filepath.Join(dir, "state.json"), "--log-format", "json"}
+	state := store.spec(t, dir, "state")
+	args := []string{"--var", "url=" + url, "--var", "copy_url=" + copyURL, "--state", state, "--log-format", "json"}
 	kills, runs, settledCommitted, settledAborted := 0, 0, 0, 0
 	code, out := crashRun(t, bin, dir, delay(), append([]string{"run", "crash.yaml"}, args...)...)
 	for ; code != 0; runs++ {
@@ -135,7 +138,7 @@ steps:
 			d = 0 // enough kills: let it finish
 		}
 		verb := "resume"
-		if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+		if !hasState(t, state) {
 			verb = "run" // killed before the state existed: nothing to resume yet
 		}
 		code, out = crashRun(t, bin, dir, d, append([]string{verb, "crash.yaml"}, args...)...)
@@ -169,7 +172,9 @@ func tail(s string) string { return testbin.Tail(s, 3000) }
 // after COMMIT but before the progress is recorded — for an sql step and for
 // each generate mode, and checks that resume settles the transaction with the
 // server (pg_xact_status) and leaves every effect exactly once.
-func TestInDoubtCommitSettledByServer(t *testing.T) {
+func TestInDoubtCommitSettledByServer(t *testing.T) { forEachStore(t, inDoubtCommitSettledByServer) }
+
+func inDoubtCommitSettledByServer(t *testing.T, store stateStore) {
 	srv := pgtest.Shared(t)
 	bin := buildBinary(t)
 	cases := []struct{ point, step, n, settled string }{
@@ -207,7 +212,7 @@ steps:
 			if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			args := []string{"rb.yaml", "--var", "url=" + url, "--state", "st.json", "--log-format", "json"}
+			args := []string{"rb.yaml", "--var", "url=" + url, "--state", store.spec(t, dir, "st"), "--log-format", "json"}
 			t.Setenv("RUNBOOK_CRASH_AFTER", tc.point+":"+tc.step+":"+tc.n)
 			if code, out := crashRun(t, bin, dir, 0, append([]string{"run"}, args...)...); code != -1 {
 				t.Fatalf("the fault was not hit: exit %d\n%s", code, tail(out))

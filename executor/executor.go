@@ -32,9 +32,10 @@ const timeoutClose = 5 * time.Second
 type Options struct {
 	Runbook *schema.Runbook
 	Values  schema.Values
-	// Store keeps the run's state; nil for the file store at StatePath.
+	// Store keeps the run's state; nil for the one StatePath names.
 	Store Store
-	// StatePath is the state file; "" derives one (DefaultStatePath).
+	// StatePath is the state when Store is nil: a file, or a control
+	// database's URL; "" derives one (OpenStore).
 	StatePath string
 	// LogPath is the audit log (JSON lines, appended); "" for none.
 	LogPath string
@@ -108,11 +109,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	store := o.Store
 	if store == nil {
-		path := o.StatePath
-		if path == "" {
-			path = DefaultStatePath(rb, o.Values)
+		if store, err = OpenStore(o.StatePath, rb, o.Values); err != nil {
+			return nil, err
 		}
-		store = NewFileStore(path)
+	}
+	if s, ok := store.(secretStore); ok {
+		red.Add(s.Secrets()...)
 	}
 	path := store.Where()
 	if err := checkSelection(rb, o); err != nil {
@@ -145,6 +147,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		return nil, envError(err)
 	}
+	if s, ok := store.(runStore); ok {
+		s.SetRun(st.RunID)
+	}
+	if s, ok := store.(losingStore); ok {
+		// A store that loses its lock stops the run: another process may
+		// take it now.
+		var stop context.CancelFunc
+		ctx, stop = stopOnLost(ctx, s)
+		defer stop()
+	}
 	if o.Resume {
 		// The run's selection holds for its resumes: a step --from or --only
 		// left out is not run by resume either.
@@ -175,6 +187,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{RunID: st.RunID, StatePath: path}
 	runErr := r.run(ctx)
 	r.conns.close()
+	if s, ok := store.(losingStore); ok && s.LostErr() != nil {
+		runErr = exitcode.With(exitcode.Environment, errors.Join(s.LostErr(), runErr))
+	}
 	res.Outcome = st.Outcome
 	if cerr := st.close(); cerr != nil && runErr == nil {
 		runErr = fmt.Errorf("state %s: %w", path, cerr)

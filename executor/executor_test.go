@@ -148,7 +148,11 @@ steps:
 }
 
 func TestRunRefusesUnfinishedStateAndResumeContinues(t *testing.T) {
-	h := newHarness(t)
+	forEachStore(t, runRefusesUnfinishedStateAndResumeContinues)
+}
+
+func runRefusesUnfinishedStateAndResumeContinues(t *testing.T, store stateStore) {
+	h := newHarnessOn(t, store)
 	marker := filepath.Join(h.dir, "ran")
 	h.write(`version: 1
 name: resumable
@@ -198,8 +202,10 @@ steps:
 	}
 }
 
-func TestResumeRefusesDrift(t *testing.T) {
-	h := newHarness(t)
+func TestResumeRefusesDrift(t *testing.T) { forEachStore(t, resumeRefusesDrift) }
+
+func resumeRefusesDrift(t *testing.T, store stateStore) {
+	h := newHarnessOn(t, store)
 	h.write(`version: 1
 name: drift
 steps:
@@ -244,8 +250,10 @@ steps:
 	}
 }
 
-func TestStateLockRefusesSecondRun(t *testing.T) {
-	h := newHarness(t)
+func TestStateLockRefusesSecondRun(t *testing.T) { forEachStore(t, stateLockRefusesSecondRun) }
+
+func stateLockRefusesSecondRun(t *testing.T, store stateStore) {
+	h := newHarnessOn(t, store)
 	h.write(`version: 1
 name: locked
 steps:
@@ -256,7 +264,7 @@ steps:
 	go func() { done <- h.run(nil, executor.Options{}) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := os.Stat(h.state + ".journal"); err == nil {
+		if hasState(t, h.state) {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -17,7 +17,8 @@ import (
 
 // FileStore keeps a run's state in files beside each other (docs/state.md):
 // the snapshot PATH (JSON, written atomically: temp file, fsync, rename,
-// fsync of the directory), the journal PATH.journal (one JSON record per
+// fsync of the directory; replaced with the journal emptied through
+// PATH.next, see replace), the journal PATH.journal (one JSON record per
 // line, each durable one fdatasynced), blobs PATH.KEY, and the lock
 // PATH.lock (an flock that dies with its process).
 type FileStore struct {
@@ -77,18 +78,23 @@ func (s *FileStore) Holder() (bool, string) {
 // Read implements Store.
 func (s *FileStore) Read() ([]byte, io.ReadCloser, error) {
 	b, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, err
 	}
 	j, err := os.Open(s.path + ".journal")
-	if errors.Is(err, os.ErrNotExist) {
-		return b, nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, err
+	}
+	// A snapshot being replaced (see replace): PATH.next beside an empty
+	// journal is the snapshot.
+	if next, nerr := os.ReadFile(s.path + ".next"); nerr == nil && journalEmpty(j) {
+		b = next
+	}
+	if b == nil || j == nil {
+		if j != nil {
+			j.Close()
+		}
+		return b, nil, nil
 	}
 	// The journal is preallocated with zeros: its records end at the first
 	// NUL byte (a record never contains one: JSON escapes it).
@@ -114,7 +120,39 @@ func (u untilNUL) Read(p []byte) (int, error) {
 // journalChunk is how much journal is preallocated at a time.
 const journalChunk = 4 << 20
 
-// Create implements Store: the snapshot, atomically, and an empty journal.
+// journalEmpty reports whether a journal holds no record (nil: there is
+// none), and rewinds it.
+func journalEmpty(j *os.File) bool {
+	if j == nil {
+		return true
+	}
+	var b [1]byte
+	n, _ := j.ReadAt(b[:], 0)
+	return n == 0 || b[0] == 0
+}
+
+// replace makes snapshot the state's snapshot with an empty journal, so that
+// a crash at any moment leaves the old snapshot with its journal or the new
+// one with none: never the new snapshot with the old journal, whose records
+// follow the old seal and would fail the integrity check. The new snapshot
+// is made durable as PATH.next, then the journal emptied (by empty, which
+// makes that durable), then PATH.next renamed over PATH; Read takes PATH.next
+// for the snapshot when it finds it beside an empty journal.
+func (s *FileStore) replace(snapshot []byte, empty func() error) error {
+	if err := writeAtomic(s.path+".next", snapshot); err != nil {
+		return err
+	}
+	if err := empty(); err != nil {
+		return err
+	}
+	if err := os.Rename(s.path+".next", s.path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(s.path))
+}
+
+// Create implements Store: the snapshot and an empty journal, atomically
+// (replace).
 //
 // The journal is preallocated: zero-filled and fsynced a chunk at a time,
 // records written in place after one another. A durable record then needs
@@ -123,18 +161,18 @@ const journalChunk = 4 << 20
 // commit is needed (the same reason PostgreSQL preallocates its WAL). It
 // costs about half a full fsync of an appended record (docs/performance.md).
 func (s *FileStore) Create(snapshot []byte) error {
-	if err := writeAtomic(s.path, snapshot); err != nil {
-		return err
-	}
-	j, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("state journal: %w", err)
-	}
-	s.journal, s.jEnd, s.jCap = j, 0, 0
-	if err := s.growJournal(journalChunk); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(s.path))
+	return s.replace(snapshot, func() error {
+		if s.journal != nil {
+			s.journal.Close()
+		}
+		j, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("state journal: %w", err)
+		}
+		s.journal, s.jEnd, s.jCap = j, 0, 0
+		// Zero-filled and fsynced: the truncation is durable with it.
+		return s.growJournal(journalChunk)
+	})
 }
 
 // growJournal zero-fills the journal to at least n bytes, in whole chunks,
@@ -188,20 +226,24 @@ func (s *FileStore) Append(rec []byte, durable bool) error {
 	return nil
 }
 
-// Compact implements Store: the snapshot replaced, then the journal emptied.
+// Compact implements Store: the snapshot replaced and the journal emptied,
+// atomically (replace).
 func (s *FileStore) Compact(snapshot []byte) error {
 	var errs []error
 	if s.journal != nil {
 		errs = append(errs, s.journal.Sync())
 	}
-	if err := writeAtomic(s.path, snapshot); err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	if s.journal != nil {
-		errs = append(errs, s.journal.Truncate(0))
+	err := s.replace(snapshot, func() error {
+		if s.journal == nil {
+			return nil
+		}
 		s.jEnd, s.jCap = 0, 0
-	}
-	return errors.Join(errs...)
+		if err := s.journal.Truncate(0); err != nil {
+			return err
+		}
+		return s.journal.Sync()
+	})
+	return errors.Join(append(errs, err)...)
 }
 
 // blobPath is where a blob of key lives: beside the snapshot.

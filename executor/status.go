@@ -2,6 +2,7 @@ package executor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -13,14 +14,17 @@ import (
 // Status is where a run stands, read from its state file (read-only: a run in
 // progress is not disturbed).
 type Status struct {
-	State    string            `json:"state"`
-	RunID    string            `json:"run_id"`
-	Runbook  StateRunbook      `json:"runbook"`
-	Operator string            `json:"operator"`
-	Started  time.Time         `json:"started_at"`
-	Ended    *time.Time        `json:"ended_at,omitempty"`
-	Outcome  string            `json:"outcome"`
-	Running  bool              `json:"locked"` // a process holds the state's lock now
+	State    string       `json:"state"`
+	RunID    string       `json:"run_id"`
+	Runbook  StateRunbook `json:"runbook"`
+	Operator string       `json:"operator"`
+	Started  time.Time    `json:"started_at"`
+	Ended    *time.Time   `json:"ended_at,omitempty"`
+	Outcome  string       `json:"outcome"`
+	Running  bool         `json:"locked"` // a process holds the state's lock now
+	// LockedBy says who holds the lock, as its store knows: the process
+	// and host, and for a control database the run and its heartbeat.
+	LockedBy string            `json:"locked_by,omitempty"`
 	Params   map[string]string `json:"params"`
 	// From and Only are the run's step selection (run --from, --only).
 	From  string       `json:"from,omitempty"`
@@ -33,8 +37,11 @@ func ReadStatus(store Store) (*Status, error) {
 	path := store.Where()
 	st, err := loadState(store)
 	if err != nil {
-		if exitcode.Of(err) == exitcode.Refused {
-			return nil, err // a state that fails its integrity check: exit 4
+		var coder exitcode.Coder
+		if errors.As(err, &coder) {
+			// A state that fails its integrity check (exit 4), a control
+			// database that cannot be reached (exit 5).
+			return nil, err
 		}
 		return nil, exitcode.With(exitcode.Invalid, err)
 	}
@@ -46,7 +53,7 @@ func ReadStatus(store Store) (*Status, error) {
 	if s.Outcome == "" {
 		s.Outcome = "unfinished"
 	}
-	s.Running, _ = store.Holder()
+	s.Running, s.LockedBy = store.Holder()
 	return s, nil
 }
 
@@ -65,7 +72,11 @@ func (s *Status) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  started   %s\n", s.Started.Format(time.RFC3339))
 	outcome := s.Outcome
 	if s.Running {
-		outcome += " (a runbook process is running it now)"
+		outcome += " (a runbook process is running it now"
+		if s.LockedBy != "" {
+			outcome += ": " + s.LockedBy
+		}
+		outcome += ")"
 	}
 	fmt.Fprintf(w, "  outcome   %s\n", outcome)
 	if s.From != "" {

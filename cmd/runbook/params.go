@@ -47,17 +47,18 @@ func (p *paramFlags) resolve(ref string, withoutSecrets bool) (*schema.Runbook, 
 	return rb, vals, nil
 }
 
-// statePath is the state of a run: --state when given, else the path derived
-// from the runbook and its non-secret params.
-func (p *paramFlags) statePath(state, ref string) (string, error) {
+// openStore opens the store of a run: --state when given, else the one
+// derived from the runbook and its non-secret params ($RUNBOOK_STATE, or the
+// default state file).
+func (p *paramFlags) openStore(state, ref string) (executor.Store, error) {
 	if state != "" {
-		return state, nil
+		return executor.OpenStore(state, nil, nil)
 	}
 	rb, vals, err := p.locate(ref)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return executor.DefaultStatePath(rb, vals), nil
+	return executor.OpenStore("", rb, vals)
 }
 
 // firstArg is args[0], "" when there is none.

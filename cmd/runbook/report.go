@@ -26,7 +26,9 @@ The audit log's chain is verified first; the report says whether it is intact
 and gives its head (seq and SHA-256 of the last line) to record in the ticket,
 so that the log can later be checked with runbook audit verify LOG --anchor HEAD.
 
-Give the runbook and its params to find the default state file, or --state.
+Give the runbook and its params to find the default state ($RUNBOOK_STATE, else
+the state file under .runbook), or --state: a file, or a control database's URL
+with ?key=.
 Without --log the report comes from the state alone.`,
 		Example: `  runbook report migrate.yaml --vars customers/acme.yaml --log acme.log > CHG-1234.md
   runbook report --state .runbook/migrate-3f2a9c1b7e4d.state.json --log acme.log`,
@@ -40,11 +42,12 @@ Without --log the report comes from the state alone.`,
 			if format != "markdown" {
 				return usagef("--format must be markdown, not %q", format)
 			}
-			path, err := pf.statePath(state, firstArg(args))
+			store, err := pf.openStore(state, firstArg(args))
 			if err != nil {
 				return err
 			}
-			rep, err := executor.BuildReport(executor.ReportOptions{StatePath: path, LogPath: logPath, MaxStatements: maxStatements})
+			defer store.Close()
+			rep, err := executor.BuildReport(executor.ReportOptions{Store: store, LogPath: logPath, MaxStatements: maxStatements})
 			if err != nil {
 				return err
 			}
@@ -55,7 +58,7 @@ Without --log the report comes from the state alone.`,
 		},
 	}
 	pf.register(c)
-	c.Flags().StringVar(&state, "state", "", "state file")
+	c.Flags().StringVar(&state, "state", "", "state: a file, or a control database postgres://USER@HOST/DB[?key=NAME] (default: $RUNBOOK_STATE)")
 	c.Flags().StringVar(&logPath, "log", "", "the audit log the run wrote (--log of run and resume)")
 	c.Flags().StringVar(&format, "format", "markdown", "output format: markdown")
 	c.Flags().IntVar(&maxStatements, "max-statements", 10, "generated statements listed per step (the rest are counted)")

@@ -25,7 +25,7 @@ type runFlags struct {
 
 func (f *runFlags) register(c *cobra.Command) {
 	f.paramFlags.register(c)
-	c.Flags().StringVar(&f.state, "state", "", "state file (default: .runbook/NAME-HASH.state.json, derived from the runbook and its non-secret params)")
+	c.Flags().StringVar(&f.state, "state", "", "state: a file, or a control database postgres://USER@HOST/DB[?key=NAME] (default: $RUNBOOK_STATE, else .runbook/NAME-HASH.state.json, derived from the runbook and its non-secret params)")
 	c.Flags().StringVar(&f.logPath, "log", "", "audit log file: JSON lines, appended")
 	c.Flags().StringVar(&f.logFormat, "log-format", "", "console format: text or json (default: text on a terminal, json otherwise)")
 	c.Flags().StringVar(&f.operator, "operator", "", "who runs this, for the audit log (default: the OS user)")
@@ -43,9 +43,10 @@ func newRunCmd(s *streams) *cobra.Command {
 		Use:   "run FILE",
 		Short: "Run a runbook",
 		Long: `run executes a runbook's steps in order, recording each step durably in a
-state file so that an interrupted run can be resumed exactly (runbook resume).
-The state path is printed at start; on any failure or interruption runbook
-prints the command that resumes.`,
+state file (or a control database: --state postgres://…, or $RUNBOOK_STATE) so
+that an interrupted run can be resumed exactly (runbook resume). The state is
+printed at start; on any failure or interruption runbook prints the command that
+resumes.`,
 		Example: `  runbook run migrate.yaml --vars customers/acme.yaml --log acme.log
   runbook run builtin:heroku-to-crunchy-bridge --vars acme.yaml --approve maintenance-on`,
 		Args: exactArgs(1),
@@ -94,13 +95,18 @@ func execute(ctx context.Context, s *streams, f *runFlags, ref string, o executo
 		return err
 	}
 	o.Runbook, o.Values = rb, vals
-	o.StatePath, o.LogPath, o.LogFormat = f.state, f.logPath, f.logFormat
+	o.LogPath, o.LogFormat = f.logPath, f.logFormat
 	o.Operator, o.Ticket, o.Yes, o.Approve = f.operator, f.ticket, f.yes, f.approve
 	o.Console, o.Terminal, o.Version = s.out, isTerminal(s.out), version
-	if o.StatePath == "" {
-		o.StatePath = executor.DefaultStatePath(rb, vals)
+	if o.Store, err = executor.OpenStore(f.state, rb, vals); err != nil {
+		return err
 	}
-	o.Command = resumeLine(ref, f, vals, o.StatePath)
+	o.StatePath = o.Store.Where()
+	state := o.StatePath
+	if f.state == "" && os.Getenv(executor.StateEnv) != "" {
+		state = "" // the resume finds it where this run did: $RUNBOOK_STATE
+	}
+	o.Command = resumeLine(ref, f, vals, state)
 	if in, ok := s.in.(*os.File); ok && isTerminal(in) && isTerminal(s.err) {
 		reader := bufio.NewReader(in)
 		o.Prompt = func(q string) (string, error) {
@@ -124,9 +130,13 @@ func execute(ctx context.Context, s *streams, f *runFlags, ref string, o executo
 }
 
 // resumeLine is the exact command that resumes a run, with secret values
-// left for the operator to supply.
+// (and a control database's password) left for the operator to supply;
+// without --state when state is "".
 func resumeLine(ref string, f *runFlags, vals schema.Values, state string) string {
-	parts := []string{"runbook", "resume", ref, "--state", state}
+	parts := []string{"runbook", "resume", ref}
+	if state != "" {
+		parts = append(parts, "--state", state)
+	}
 	for _, v := range f.varsFiles {
 		parts = append(parts, "--vars", v)
 	}
