@@ -18,8 +18,8 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // Events of a made-up run, through the interfaces the console reads.
 type bound struct{ b event.Bound }
 
-func (bound) Name() string           { return "test.bound" }
-func (bound) Message() string        { return "" }
+func (bound) Name() string            { return "test.bound" }
+func (bound) Message() string         { return "" }
 func (e bound) Boundary() event.Bound { return e.b }
 func (e bound) Detail() string {
 	if e.b.Phase == event.StepEnd {
@@ -30,14 +30,14 @@ func (e bound) Detail() string {
 
 type progress struct{ p event.Progress }
 
-func (progress) Name() string              { return "test.progress" }
-func (progress) Message() string           { return "" }
+func (progress) Name() string               { return "test.progress" }
+func (progress) Message() string            { return "" }
 func (e progress) Progress() event.Progress { return e.p }
 
 type problem struct{ is event.Issue }
 
-func (problem) Name() string                    { return "test.problem" }
-func (e problem) Message() string               { return e.is.Message }
+func (problem) Name() string                   { return "test.problem" }
+func (e problem) Message() string              { return e.is.Message }
 func (e problem) Problem() (event.Issue, bool) { return e.is, e.is.Level > event.Info }
 
 type detail struct{ text string }
