@@ -121,7 +121,10 @@ func TestRegistry(t *testing.T) {
 	if !ok || u.Name() != "x.y" || u.Message() != "hi" || Str(u.Fields["a"]) != "1" || rec.Step != "s" {
 		t.Errorf("unknown event decoded as %#v", rec)
 	}
-	for _, bad := range []string{`not json`, `{"level":"info"}`, `[1]`} {
+	if rec, err := reg.Decode([]byte(`{"level":"info","run_id":"R"}`)); err != nil || rec.Event.Name() != "" || rec.RunID != "R" {
+		t.Errorf("a line without an event: %+v, %v", rec, err)
+	}
+	for _, bad := range []string{`not json`, `null`, `[1]`} {
 		if _, err := reg.Decode([]byte(bad)); err == nil {
 			t.Errorf("%s decoded", bad)
 		}

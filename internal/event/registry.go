@@ -80,8 +80,7 @@ func MustRegister(protos ...Event) {
 	}
 }
 
-// ErrNotEvent is returned by Decode for a line that is not a JSON object
-// with an "event" field.
+// ErrNotEvent is returned by Decode for a line that is not a JSON object.
 var ErrNotEvent = errors.New("not an event line")
 
 // Decode reads one log line (a JSON object) into its record, with Default.
@@ -102,10 +101,10 @@ func (r *Registry) Decode(line []byte) (Record, error) {
 // FromFields builds a record from a line's decoded fields (numbers as
 // json.Number).
 func (r *Registry) FromFields(m map[string]any) (Record, error) {
-	name, ok := m["event"].(string)
-	if !ok {
+	if m == nil {
 		return Record{}, ErrNotEvent
 	}
+	name := Str(m["event"]) // a line without one is an Unknown named ""
 	rec := Record{Level: ParseLevel(Str(m["level"])), RunID: Str(m["run_id"]), Step: Str(m["step"]), Message: Str(m["message"])}
 	if t, err := time.Parse(time.RFC3339Nano, Str(m["time"])); err == nil {
 		rec.Time = t
