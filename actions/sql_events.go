@@ -1,11 +1,15 @@
 package actions
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/runbookhq/runbook/internal/event"
+	"github.com/runbookhq/runbook/internal/pgerr"
 )
 
 // The events of the sql action, and those the PostgreSQL machinery shared
@@ -81,8 +85,33 @@ func (e SQLFailure) Problem() (event.Issue, bool) {
 	return is, true
 }
 
+// emitSQLError emits the sql.error event of a failed statement.
+func emitSQLError(events event.Sink, e *pgerr.SQLError) { events.Emit(sqlFailure(e)) }
+
+// emitCommitError emits the sql.error event of a failed COMMIT (a deferred
+// constraint, a serialization failure); nothing when err is not the
+// server's.
+func emitCommitError(events event.Sink, err error) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		events.Emit(SQLFailure{SQLSTATE: pgErr.Code, Severity: pgErr.Severity, Details: pgErr.Detail, Hint: pgErr.Hint, SQL: "COMMIT", Text: pgErr.Message})
+	}
+}
+
+// Notice is the sql.notice event of a server notice (RAISE NOTICE, WARNING,
+// the notices of DDL) on connection conn. The executor emits it for every
+// notice its sessions receive (internal/pghook); notices that arrive inside
+// a pipeline (every statement of sql and generate) are delivered too.
+func Notice(conn string, n *pgconn.Notice) SQLNotice {
+	sev := n.SeverityUnlocalized
+	if sev == "" {
+		sev = n.Severity
+	}
+	return SQLNotice{Conn: conn, Severity: sev, SQLSTATE: n.Code, Details: n.Detail, Hint: n.Hint, Where: n.Where, Text: n.Message}
+}
+
 // sqlFailure is the event of a positioned statement failure.
-func sqlFailure(e *SQLError) SQLFailure {
+func sqlFailure(e *pgerr.SQLError) SQLFailure {
 	ev := SQLFailure{Statement: e.Statement, SQLSTATE: e.Code, Severity: e.Severity, Details: e.Detail, Hint: e.Hint,
 		Position: e.Position, SQL: e.SQL, ScriptLine: e.ScriptLine, ScriptCol: e.ScriptCol, Text: e.Message}
 	if e.ScriptLine <= 0 {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/exitcode"
 )
 
@@ -36,17 +37,6 @@ const Genesis = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
 // a process writes after the tear; the torn bytes stay in the file, unchained,
 // and the event carries their length and SHA-256, so they are accounted for.
 const EventTruncated = "log.truncated"
-
-// syncEvents are the events after which the log is fsynced; the lines between
-// them ride on the next fsync (or on the one at close). The first, step.end,
-// is fsynced in the background (see Write).
-var syncEvents = [][]byte{
-	[]byte(`"event":"step.end"`),
-	[]byte(`"event":"run.end"`),
-	[]byte(`"event":"run.interrupted"`),
-	[]byte(`"event":"confirm.approved"`),
-	[]byte(`"event":"` + EventTruncated + `"`),
-}
 
 // Tear describes a torn last line found when the log was opened for appending.
 type Tear struct {
@@ -148,7 +138,8 @@ func readTail(f *os.File, size int64) (last, torn []byte, err error) {
 }
 
 // Write chains one zerolog event (one JSON object and its newline) and
-// appends it. It reports len(p) on success.
+// appends it. It reports len(p) on success. What reaches the disk when is
+// flush's business.
 func (w *auditWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -185,42 +176,42 @@ func (w *auditWriter) Write(p []byte) (int, error) {
 	w.seq++
 	w.prev = hashLine(w.buf[head:])
 	w.tear = nil
-	switch {
-	case bytes.Contains(body, stepEnd):
-		// The step's lines go to disk while the next step starts; the
-		// state journal waits for them before its next fsync returns
-		// (see waitSync), so the log on disk never lags the state by more
-		// than the step in progress.
+	return len(p), nil
+}
+
+// flush makes the lines written so far durable as the event just written
+// asks (its event.Durability; docs/audit.md, "When the log is written to
+// disk"): Synced fsyncs before returning; Background starts an fsync while
+// the run goes on (the step's lines go to disk while the next step starts),
+// and the state journal waits for it before its next fsync returns (see
+// waitSync), so the log on disk never lags the state by more than the step
+// in progress. A failed fsync stops the log as a failed write does.
+func (w *auditWriter) flush(d event.Durability) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	switch d {
+	case event.Background:
 		w.waitLocked()
+		if w.err != nil {
+			return w.err
+		}
 		done := make(chan struct{})
 		w.syncing = done
 		go func() {
 			w.syncErr = w.f.Sync()
 			close(done)
 		}()
-	case syncEvent(body):
+	case event.Synced:
 		if w.waitLocked(); w.err == nil {
 			if err := w.f.Sync(); err != nil {
 				w.err = fmt.Errorf("audit log: fsync: %w", err)
 			}
 		}
 	}
-	if w.err != nil {
-		return 0, w.err
-	}
-	return len(p), nil
-}
-
-// stepEnd is the sync event whose fsync runs in the background.
-var stepEnd = syncEvents[0]
-
-func syncEvent(body []byte) bool {
-	for _, ev := range syncEvents {
-		if bytes.Contains(body, ev) {
-			return true
-		}
-	}
-	return false
+	return w.err
 }
 
 // waitSync waits for the fsync started at the last step.end, if it is still

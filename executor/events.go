@@ -255,10 +255,11 @@ func (e StepFailureIgnored) Problem() (event.Issue, bool) {
 // by asking the server (Outcome committed or aborted) or as the operator
 // said (took-effect, rerun).
 type StepSettled struct {
-	Step    string  `json:"step"`
+	Step string `json:"step"`
+	// Unit is the unit of the step's work settled; XID its transaction in
+	// flight, when there was one.
+	Unit    string  `json:"unit"`
 	XID     *uint64 `json:"xid,omitempty"`
-	Durable *int    `json:"durable,omitempty"`
-	Done    *int    `json:"done,omitempty"`
 	Outcome string  `json:"outcome"`
 	Text    string  `json:"message"`
 }

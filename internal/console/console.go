@@ -48,12 +48,14 @@ type Options struct {
 	LogPath string
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
-	// Tick is how often the live line is redrawn when nothing happens (its
-	// elapsed time and spinner); 0: every second; < 0: never.
+	// Tick is how often the running step is looked at when nothing happens
+	// (the live line's elapsed time and spinner; a plain line when it runs
+	// long); 0: every second; < 0: never.
 	Tick time.Duration
-	// PlainEvery is how often a running step's progress is printed when the
-	// output is not live; 0: every 30 seconds.
-	PlainEvery time.Duration
+	// When the output is not live, a step that runs PlainAfter (0: 5
+	// seconds) gets a line saying so, with its progress, and another every
+	// PlainEvery (0: 30 seconds) while it runs.
+	PlainAfter, PlainEvery time.Duration
 }
 
 // Console renders the events of one run. Its methods are safe for
@@ -88,7 +90,8 @@ type stepView struct {
 	progAt    time.Time
 	baseAt    time.Time // the first progress: measured rates start there
 	baseDone  int64
-	lastPlain time.Time
+	lastPlain time.Time // when its last plain line was printed
+	announced bool      // a plain line said it runs
 }
 
 // New returns a console; Close it at the end of the run.
@@ -102,6 +105,9 @@ func New(o Options) *Console {
 	if o.PlainEvery <= 0 {
 		o.PlainEvery = 30 * time.Second
 	}
+	if o.PlainAfter <= 0 {
+		o.PlainAfter = 5 * time.Second
+	}
 	if o.Tick == 0 {
 		o.Tick = time.Second
 	}
@@ -112,7 +118,7 @@ func New(o Options) *Console {
 	}
 	c.idWidth = min(c.idWidth, 28)
 	c.numW = len(strconv.Itoa(len(o.Steps)))
-	if o.Live && o.Tick > 0 {
+	if o.Tick > 0 {
 		c.stop, c.done = make(chan struct{}), make(chan struct{})
 		go c.tick()
 	}
@@ -134,6 +140,7 @@ func (c *Console) tick() {
 			if c.cur != nil && !c.held {
 				c.spin++
 				c.drawLive()
+				c.plain(c.o.Now())
 				c.flush()
 			}
 			c.mu.Unlock()
@@ -186,7 +193,11 @@ func (c *Console) Handle(rec event.Record) {
 	ev := rec.Event
 	switch e := ev.(type) {
 	case event.Boundary:
-		c.boundary(e.Boundary(), now)
+		b := e.Boundary()
+		if b.Step == "" {
+			b.Step = rec.Step
+		}
+		c.boundary(b, now)
 		if c.o.Verbose {
 			if d, ok := ev.(event.Detailer); ok {
 				c.detail(d.Detail())
@@ -227,15 +238,13 @@ func (c *Console) boundary(b event.Bound, now time.Time) {
 		c.println(c.paint(dim, "  state "+b.State))
 	case event.StepStart:
 		c.clearLive()
-		c.cur = &stepView{id: b.Step, start: now, lastPlain: now}
-		if !c.o.Live {
-			c.println(c.stepLine("…", "", b.Step, ""))
-		}
+		c.cur = &stepView{id: b.Step, start: now}
 		c.drawLive()
 	case event.StepSkip:
 		c.skipped++
 		c.println(c.stepLine("↷", dim, b.Step, c.paint(dim, "skipped: "+c.o.Mask(b.When)+" is false")))
 	case event.StepRetry:
+		c.announce()
 		c.println(c.paint(yellow, fmt.Sprintf("      ! attempt %d of %d failed; retrying in %s:", b.Attempt, b.Attempts, human(b.Delay))))
 		c.println(c.paint(yellow, indent(c.o.Mask(b.Error), "        ")))
 	case event.StepEnd:
@@ -328,10 +337,25 @@ func (c *Console) progress(step string, p event.Progress, now time.Time) {
 		c.drawLive()
 		return
 	}
-	if now.Sub(s.lastPlain) >= c.o.PlainEvery {
-		s.lastPlain = now
-		c.println(c.stepLine("…", "", s.id, human(now.Sub(s.start))+"  "+c.progressText(s)))
+	c.plain(now)
+}
+
+// plain prints a line about the running step when the output is not live:
+// once it has run PlainAfter, then every PlainEvery.
+func (c *Console) plain(now time.Time) {
+	s := c.cur
+	if c.o.Live || s == nil {
+		return
 	}
+	if s.announced && now.Sub(s.lastPlain) < c.o.PlainEvery || !s.announced && now.Sub(s.start) < c.o.PlainAfter {
+		return
+	}
+	s.announced, s.lastPlain = true, now
+	rest := human(now.Sub(s.start).Truncate(time.Second))
+	if p := c.progressText(s); p != "" {
+		rest += "  " + p
+	}
+	c.println(c.stepLine("…", "", s.id, rest))
 }
 
 // progress parts of a running step: how far ("1.2 GiB of ~3.4 GiB"), the
@@ -475,11 +499,21 @@ func (c *Console) println(s string) {
 	c.drawLive()
 }
 
+// announce prints the running step's line before what is said about it (a
+// warning, a detail), so that it is read under the right step; once.
+func (c *Console) announce() {
+	if s := c.cur; s != nil && !s.announced {
+		s.announced, s.lastPlain = true, c.o.Now()
+		c.println(c.stepLine("…", "", s.id, ""))
+	}
+}
+
 func (c *Console) detail(text string) {
 	text = strings.TrimRight(c.o.Mask(text), "\n")
 	if text == "" {
 		return
 	}
+	c.announce()
 	c.println(c.paint(dim, indent(text, "      ")))
 }
 
@@ -498,6 +532,7 @@ func (c *Console) issue(is event.Issue) {
 	if is.Hint != "" {
 		b.WriteString("\nHINT: " + is.Hint)
 	}
+	c.announce()
 	text := indent(c.o.Mask(b.String()), "        ")
 	mark, color := "      i ", ""
 	switch is.Level {

@@ -151,7 +151,7 @@ func TestLiveScreen(t *testing.T) {
 }
 
 func TestPlainLines(t *testing.T) {
-	scr, raw := run(t, Options{PlainEvery: time.Second})
+	scr, raw := run(t, Options{PlainAfter: time.Second, PlainEvery: time.Second})
 	if strings.ContainsAny(raw, "\r\033") {
 		t.Errorf("plain output holds control characters: %q", raw)
 	}
@@ -206,7 +206,7 @@ func TestHold(t *testing.T) {
 
 func TestFormat(t *testing.T) {
 	for d, want := range map[time.Duration]string{
-		350 * time.Microsecond: "350µs", 42 * time.Millisecond: "42ms", 4240 * time.Millisecond: "4.2s",
+		350 * time.Microsecond: "<1ms", 42 * time.Millisecond: "42ms", 4240 * time.Millisecond: "4.2s",
 		41 * time.Second: "41s", 125 * time.Second: "2m05s", 3720 * time.Second: "1h02m",
 	} {
 		if got := human(d); got != want {

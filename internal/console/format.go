@@ -14,7 +14,7 @@ func human(d time.Duration) string {
 	case d < 0:
 		return "0s"
 	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
+		return "<1ms"
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	case d < 10*time.Second:
