@@ -247,7 +247,7 @@ func (a *Assert) compare(ctx context.Context, rc *Context) (Outputs, error) {
 	nA, nB := sides[0].n, sides[1].n
 	expr := "compare " + sides[0].name + " " + sides[1].name
 	ev := AssertResult{Expr: expr, Counts: event.Extra{{Key: "rows_" + sides[0].name, Value: nA}, {Key: "rows_" + sides[1].name, Value: nB}},
-		Differing: &differing, Diff: diffs}
+		Differing: &differing, Diff: &diffs}
 	if differing == 0 {
 		ev.Outcome, ev.Text = "pass", "results are equal"
 		rc.Events.Emit(ev)

@@ -26,7 +26,7 @@ type AssertResult struct {
 	// the rows that differ, Diff the first of them.
 	Counts    event.Extra `json:"-"`
 	Differing *int        `json:"differing,omitempty"`
-	Diff      []string    `json:"diff,omitempty"`
+	Diff      *[]string   `json:"diff,omitempty"`
 	Outcome   string      `json:"outcome"` // pass, fail, error
 	Error     string      `json:"error,omitempty"`
 	Text      string      `json:"message"`

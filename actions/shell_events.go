@@ -49,6 +49,9 @@ func (e CmdStdout) Message() string { return e.Line }
 // Detail implements event.Detailer.
 func (e CmdStdout) Detail() string { return e.Cmd + " │ " + e.Line }
 
+// Output implements event.Outputter.
+func (e CmdStdout) Output() event.Output { return event.Output{Source: e.Cmd, Line: e.Line} }
+
 // CmdStderr is a line of a stage's standard error.
 type CmdStderr struct {
 	Stage int    `json:"stage"`
@@ -64,6 +67,9 @@ func (e CmdStderr) Message() string { return e.Line }
 
 // Detail implements event.Detailer.
 func (e CmdStderr) Detail() string { return e.Cmd + " ! " + e.Line }
+
+// Output implements event.Outputter.
+func (e CmdStderr) Output() event.Output { return event.Output{Source: e.Cmd, Stderr: true, Line: e.Line} }
 
 // CmdExit: a stage ended (or could not start).
 type CmdExit struct {

@@ -77,6 +77,8 @@ type Console struct {
 
 	succeeded, skipped int
 	failed             []string
+	// steps in the runbook, and done in an earlier session of the run.
+	steps, doneBefore int
 
 	stop chan struct{}
 	done chan struct{}
@@ -92,7 +94,14 @@ type stepView struct {
 	baseDone  int64
 	lastPlain time.Time // when its last plain line was printed
 	announced bool      // a plain line said it runs
+	// stderr are the last lines of standard error of its attempt, shown
+	// if it fails; stderrN counts them all.
+	stderr  []event.Output
+	stderrN int
 }
+
+// keepStderr is how many lines of standard error a failed step shows.
+const keepStderr = 10
 
 // New returns a console; Close it at the end of the run.
 func New(o Options) *Console {
@@ -206,6 +215,9 @@ func (c *Console) Handle(rec event.Record) {
 	case event.Progressor:
 		c.progress(rec.Step, e.Progress(), now)
 	default:
+		if o, ok := ev.(event.Outputter); ok {
+			c.output(rec.Step, o.Output())
+		}
 		if p, ok := ev.(event.Problem); ok {
 			if is, ok := p.Problem(); ok && (is.Level < event.Error || c.o.Verbose) {
 				c.issue(is)
@@ -227,6 +239,7 @@ func (c *Console) boundary(b event.Bound, now time.Time) {
 	switch b.Phase {
 	case event.RunStart:
 		c.started, c.state = now, b.State
+		c.steps, c.doneBefore = b.Steps, b.Done
 		head := c.paint(bold, b.Runbook) + " · run " + b.RunID + " · " + plural(b.Steps, "step")
 		if b.Resume {
 			head = "resuming " + head
@@ -244,6 +257,9 @@ func (c *Console) boundary(b event.Bound, now time.Time) {
 		c.skipped++
 		c.println(c.stepLine("↷", dim, b.Step, c.paint(dim, "skipped: "+c.o.Mask(b.When)+" is false")))
 	case event.StepRetry:
+		if c.cur != nil {
+			c.cur.stderr, c.cur.stderrN = nil, 0
+		}
 		c.announce()
 		c.println(c.paint(yellow, fmt.Sprintf("      ! attempt %d of %d failed; retrying in %s:", b.Attempt, b.Attempts, human(b.Delay))))
 		c.println(c.paint(yellow, indent(c.o.Mask(b.Error), "        ")))
@@ -264,8 +280,23 @@ func (c *Console) boundary(b event.Bound, now time.Time) {
 	}
 }
 
+// output keeps the running step's last lines of standard error.
+func (c *Console) output(step string, o event.Output) {
+	s := c.cur
+	if s == nil || !o.Stderr || (step != "" && step != s.id) {
+		return
+	}
+	s.stderrN++
+	s.stderr = append(s.stderr, o)
+	if len(s.stderr) > keepStderr {
+		s.stderr = s.stderr[1:]
+	}
+}
+
 func (c *Console) endStep(b event.Bound) {
+	var s *stepView
 	if c.cur != nil && c.cur.id == b.Step {
+		s = c.cur
 		c.clearLive()
 		c.cur = nil
 	}
@@ -279,6 +310,17 @@ func (c *Console) endStep(b event.Bound) {
 		c.println(c.stepLine("✗", red, b.Step, dur))
 		if b.Error != "" {
 			c.println(c.paint(red, indent(c.o.Mask(b.Error), "      ")))
+		}
+		if s != nil && len(s.stderr) > 0 && !c.o.Verbose {
+			head := "standard error:"
+			if s.stderrN > len(s.stderr) {
+				head = fmt.Sprintf("the last %d of %d lines of standard error:", len(s.stderr), s.stderrN)
+			}
+			lines := []string{head}
+			for _, o := range s.stderr {
+				lines = append(lines, "  "+o.Source+" ! "+c.o.Mask(o.Line))
+			}
+			c.println(indent(strings.Join(lines, "\n"), "      "))
 		}
 	default:
 		c.println(c.stepLine("•", "", b.Step, b.Status+" "+dur))
@@ -299,6 +341,9 @@ func (c *Console) summary(b event.Bound, now time.Time) {
 	}
 	if c.skipped > 0 {
 		counts = append(counts, fmt.Sprintf("%d skipped", c.skipped))
+	}
+	if left := c.steps - c.doneBefore - c.succeeded - len(c.failed) - c.skipped; left > 0 && b.Outcome != "succeeded" {
+		counts = append(counts, fmt.Sprintf("%d not run", left))
 	}
 	var line string
 	switch b.Outcome {

@@ -146,6 +146,21 @@ func DurabilityOf(ev Event) Durability {
 	return Buffered
 }
 
+// Outputter is implemented by the lines of a child process's output.
+// Consoles show them on demand, and the last lines of standard error of a
+// step that fails.
+type Outputter interface {
+	Output() Output
+}
+
+// Output is a line a child process wrote.
+type Output struct {
+	// Source names the process (a pipe stage's name).
+	Source string
+	Stderr bool
+	Line   string
+}
+
 // Detailer is implemented by events that have more to show than their
 // message: a statement's text, a line of a command's output. Consoles show
 // it on demand (-v); logs always have every field.

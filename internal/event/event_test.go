@@ -25,6 +25,8 @@ type sample struct {
 	Params  map[string]string `json:"params"`
 	Row     any               `json:"row,omitempty"`
 	Rows    *int              `json:"rows,omitempty"`
+	Zero    *int              `json:"zero,omitempty"`
+	List    *[]string         `json:"list,omitempty"`
 	Counts  Extra             `json:"-"`
 	Skipped string            `json:"skipped,omitempty"`
 	Hidden  string            `json:"-"`
@@ -62,7 +64,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, ev := range []sample{
 		{Conn: "db", Count: -4, Big: 1 << 60, Port: 5432, Ratio: 0.25, OK: true, Took: 1500 * time.Microsecond, At: at,
 			Argv: []string{"pg_dump", "-Fc"}, Params: map[string]string{"a": "1"}, Row: map[string]any{"n": json.Number("12")},
-			Rows: &three, Counts: Extra{{"rows_a", json.Number("5")}, {"rows_b", json.Number("6")}}, Line: "a line with \"quotes\""},
+			Rows: &three, Zero: new(int), List: &[]string{"a"}, Counts: Extra{{"rows_a", json.Number("5")}, {"rows_b", json.Number("6")}}, Line: "a line with \"quotes\""},
 		{Argv: []string{}, Counts: nil},
 	} {
 		line := logLine(t, "load", ev)

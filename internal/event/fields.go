@@ -71,7 +71,7 @@ type field struct {
 	index     int
 	kind      fieldKind
 	omitEmpty bool
-	ptr       bool // a pointer to a scalar: nil is omitted
+	ptr       bool // a pointer (not to a struct): nil is omitted, anything else written
 	message   bool // json:"message": the line's message
 }
 
@@ -185,8 +185,7 @@ func Encode(ev Event, enc Encoder) {
 				continue
 			}
 			fv = fv.Elem()
-		}
-		if f.omitEmpty && fv.IsZero() {
+		} else if f.omitEmpty && fv.IsZero() {
 			continue
 		}
 		switch f.kind {
