@@ -69,7 +69,9 @@ func (e CmdStderr) Message() string { return e.Line }
 func (e CmdStderr) Detail() string { return e.Cmd + " ! " + e.Line }
 
 // Output implements event.Outputter.
-func (e CmdStderr) Output() event.Output { return event.Output{Source: e.Cmd, Stderr: true, Line: e.Line} }
+func (e CmdStderr) Output() event.Output {
+	return event.Output{Source: e.Cmd, Stderr: true, Line: e.Line}
+}
 
 // CmdExit: a stage ended (or could not start).
 type CmdExit struct {
