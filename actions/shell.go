@@ -141,9 +141,13 @@ func (a *Shell) Run(ctx context.Context, rc *Context) (Outputs, error) {
 }
 
 // expectedBytes estimates what a pipe will move when its first stage reads a
-// database (conn:): the size of that database (pg_database_size). A dump is
-// usually smaller — indexes are not dumped, only their definitions — so
-// the figure is an upper bound, shown as an estimate. 0 when unknown.
+// database (conn:): the size of that database's table data — its tables
+// (with their TOAST) and large objects, not its indexes, of which a dump
+// holds only the definitions, nor the system catalogs. On a database of 1.5
+// million rows (189 MiB in all), it was 109 MB where pg_dump --format=custom
+// --compress=0 wrote 103 MB; the whole database's size (pg_database_size)
+// would have been 199 MB. A compressed dump is smaller still: the figure is
+// shown as an estimate. 0 when unknown.
 func (a *Shell) expectedBytes(ctx context.Context, rc *Context) int64 {
 	if len(a.Pipe) == 0 || a.Pipe[0].Conn.Name == "" {
 		return 0
@@ -155,11 +159,16 @@ func (a *Shell) expectedBytes(ctx context.Context, rc *Context) int64 {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var size int64
-	if err := conn.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&size); err != nil {
+	if err := conn.QueryRow(ctx, tableDataSQL).Scan(&size); err != nil {
 		return 0
 	}
 	return size
 }
+
+// tableDataSQL is the size of a database's table data (see expectedBytes).
+const tableDataSQL = `SELECT (coalesce(sum(pg_table_size(c.oid)), 0) + pg_table_size('pg_largeobject'))::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'`
 
 // stages builds the processes: argv evaluated, environment assembled.
 func (a *Shell) stages(ctx context.Context, rc *Context) ([]pipeline.Stage, error) {

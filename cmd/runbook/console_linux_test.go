@@ -250,11 +250,15 @@ steps:
 	}
 }
 
-// A long pipe: its progress line — bytes of the source database's size,
-// rate, ETA — is redrawn in place, and gone when the step ends.
+// A long pipe: its progress line — bytes of the size of the source
+// database's tables, rate, ETA — is redrawn in place, and gone when the step
+// ends.
 func TestScreenLongPipe(t *testing.T) {
 	setTerm(t, "xterm", true)
-	url := pgtest.Shared(t).NewDatabase(t)
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	// About 6 MiB of table data: more than the pipe moves.
+	srv.Exec(t, pgtest.DatabaseName(t, url), "CREATE TABLE filler AS SELECT repeat('x', 1000) AS x FROM generate_series(1, 6000)")
 	dir := writeRunbook(t, `version: 1
 name: long-pipe
 params:
