@@ -161,7 +161,10 @@ func kindOf(t reflect.Type) fieldKind {
 // excepted: it is the envelope's).
 func Encode(ev Event, enc Encoder) {
 	v := reflect.ValueOf(ev)
-	p := planOf(v.Type())
+	encode(v, planOf(v.Type()), enc)
+}
+
+func encode(v reflect.Value, p *plan, enc Encoder) {
 	if v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			return

@@ -23,11 +23,13 @@ func Log(l *zerolog.Logger, step string, ev Event) {
 	if e == nil {
 		return
 	}
-	if step != "" && !planOf(reflect.TypeOf(ev)).keys["step"] {
+	v := reflect.ValueOf(ev)
+	p := planOf(v.Type())
+	if step != "" && !p.keys["step"] {
 		e.Str("step", step)
 	}
 	e.Str("event", ev.Name())
-	Encode(ev, zl{e})
+	encode(v, p, zl{e})
 	e.Msg(ev.Message())
 }
 
