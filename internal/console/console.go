@@ -396,7 +396,7 @@ func (c *Console) plain(now time.Time) {
 		return
 	}
 	s.announced, s.lastPlain = true, now
-	rest := human(now.Sub(s.start).Truncate(time.Second))
+	rest := clock(now.Sub(s.start).Truncate(time.Second))
 	if p := c.progressText(s); p != "" {
 		rest += "  " + p
 	}
@@ -438,7 +438,7 @@ func (c *Console) progressParts(s *stepView) (pp progressParts, ok bool) {
 	if rate > 0 {
 		pp.rate = amount(rate, unit) + "/s"
 		if hasTotal && p.Total > p.Done {
-			pp.eta = "ETA " + human(time.Duration(float64(p.Total-p.Done)/rate*float64(time.Second)))
+			pp.eta = "ETA " + clock(time.Duration(float64(p.Total-p.Done)/rate*float64(time.Second)))
 			if p.Estimated {
 				pp.eta = "ETA ~" + strings.TrimPrefix(pp.eta, "ETA ")
 			}
@@ -501,7 +501,7 @@ func (c *Console) drawLive() {
 	}
 	elapsed := ""
 	if d := c.o.Now().Sub(s.start); d >= time.Second {
-		elapsed = human(d.Truncate(time.Second))
+		elapsed = clock(d.Truncate(time.Second))
 	}
 	pp, hasProgress := c.progressParts(s)
 	sym := spinner[c.spin%len(spinner)]

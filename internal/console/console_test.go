@@ -223,6 +223,13 @@ func TestFormat(t *testing.T) {
 			t.Errorf("count(%d) = %s, want %s", n, got, want)
 		}
 	}
+	for d, want := range map[time.Duration]string{
+		925 * time.Millisecond: "<1s", 1400 * time.Millisecond: "1s", 41 * time.Second: "41s", 125 * time.Second: "2m05s",
+	} {
+		if got := clock(d); got != want {
+			t.Errorf("clock(%s) = %s, want %s", d, got, want)
+		}
+	}
 	if got := truncate("abcdef", 4); got != "abc…" {
 		t.Errorf("truncate: %s", got)
 	}

@@ -29,6 +29,19 @@ func human(d time.Duration) string {
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
 
+// clock formats a time to go or gone by, to the second: <1s, 41s, 2m05s,
+// 1h02m.
+func clock(d time.Duration) string {
+	if d < time.Second {
+		return "<1s"
+	}
+	d = d.Round(time.Second)
+	if d < time.Minute {
+		return strconv.Itoa(int(d.Seconds())) + "s"
+	}
+	return human(d)
+}
+
 // bytesize formats a byte count with binary units: 288.9 MiB.
 func bytesize(b float64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
