@@ -410,39 +410,58 @@ func VerifyLogAnchor(path, anchor string) (VerifyResult, error) {
 }
 
 // verifier walks a log with one line of lookahead (a torn line is recognised
-// by the log.truncated event that follows it).
+// by the log.truncated event that follows it). Each line's chain fields are
+// parsed once, when it is first looked at.
 type verifier struct {
 	res      *VerifyResult
 	r        *bufio.Reader
 	next     []byte
+	nextCL   parsed
 	peeked   bool
 	runs     map[string]int
 	anchor   string
 	anchored bool
 }
 
-func (v *verifier) read() ([]byte, error) {
+// parsed is a line's chain fields, parsed on demand.
+type parsed struct {
+	cl   *chainLine
+	err  error
+	done bool
+}
+
+func (p *parsed) of(line []byte) (*chainLine, error) {
+	if !p.done {
+		p.cl, p.err = parseChainLine(line)
+		p.done = true
+	}
+	return p.cl, p.err
+}
+
+// read returns the next line and its parse (empty unless it was parsed as
+// the lookahead).
+func (v *verifier) read() ([]byte, parsed, error) {
 	if v.peeked {
 		v.peeked = false
-		return v.next, nil
+		return v.next, v.nextCL, nil
 	}
 	line, err := v.r.ReadBytes('\n')
 	if errors.Is(err, io.EOF) {
 		if len(line) == 0 {
-			return nil, nil
+			return nil, parsed{}, nil
 		}
-		return line, nil
+		return line, parsed{}, nil
 	}
-	return line, err
+	return line, parsed{}, err
 }
 
 func (v *verifier) peek() ([]byte, error) {
 	if !v.peeked {
-		line, err := v.read()
+		line, _, err := v.read()
 		if err != nil {
 			return nil, err
 		}
-		v.next, v.peeked = line, true
+		v.next, v.nextCL, v.peeked = line, parsed{}, true
 	}
 	return v.next, nil
 }
@@ -456,7 +475,7 @@ func (v *verifier) run() error {
 	want, prev := uint64(1), Genesis
 	var prevLine int // line number of the last chained line
 	for {
-		line, err := v.read()
+		line, lineCL, err := v.read()
 		if err != nil {
 			return err
 		}
@@ -469,7 +488,7 @@ func (v *verifier) run() error {
 		if err != nil {
 			return err
 		}
-		if next != nil && recordsTear(next, line) {
+		if next != nil && v.recordsTear(line) {
 			res.Tears = append(res.Tears, LogTear{Line: n, Bytes: len(bytes.TrimSuffix(line, []byte("\n")))})
 			continue
 		}
@@ -482,7 +501,7 @@ func (v *verifier) run() error {
 				"%s; a run appending to this log records the torn line with a %s event", upTo, EventTruncated)
 			return nil
 		}
-		cl, err := parseChainLine(line)
+		cl, err := lineCL.of(line)
 		if err != nil {
 			v.bad(n, "%v", err)
 			return nil
@@ -507,7 +526,7 @@ func (v *verifier) run() error {
 			// (line n+1 vouches for it) means line prevLine changed; line n
 			// not vouched for means line n changed.
 			if next != nil {
-				ncl, err := parseChainLine(next)
+				ncl, err := v.nextCL.of(next)
 				if err == nil && ncl.Prev == hashLine(line) {
 					v.bad(prevLine, "changed after it was written: its SHA-256 does not match the prev recorded by line %d", n)
 				} else {
@@ -544,14 +563,12 @@ func (v *verifier) run() error {
 	}
 }
 
-// recordsTear reports whether next is a log.truncated event that records line
-// as the torn line it found (its length and SHA-256, without the newline that
-// ended it when the log was appended to).
-func recordsTear(next, line []byte) bool {
-	if !bytes.Contains(next, []byte(`"event":"`+EventTruncated+`"`)) {
-		return false
-	}
-	cl, err := parseChainLine(next)
+// recordsTear reports whether the line after line (the lookahead) is a
+// log.truncated event that records line as the torn line it found (its
+// length and SHA-256, without the newline that ended it when the log was
+// appended to).
+func (v *verifier) recordsTear(line []byte) bool {
+	cl, err := v.nextCL.of(v.next)
 	if err != nil || cl.Event != EventTruncated || cl.TornBytes == nil {
 		return false
 	}
