@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/pgerr"
 	"github.com/runbookhq/runbook/internal/pgvalue"
 	"github.com/runbookhq/runbook/schema"
@@ -122,20 +123,19 @@ func (a *Assert) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	for i := range a.That {
 		e := &a.That[i]
 		ok, err := e.Bool(&env)
-		ev := rc.Log.Info()
-		if err != nil || !ok {
-			ev = rc.Log.Warn()
-		}
-		ev = ev.Str("event", "assert.result").Str("expr", e.Src)
+		ev := AssertResult{Expr: e.Src}
 		if !a.Query.IsZero() {
-			ev = ev.Interface("row", env.Row).Int("rows", len(env.Rows))
+			n := len(env.Rows)
+			ev.Row, ev.Rows = env.Row, &n
 		}
 		switch {
 		case err != nil:
-			ev.Str("outcome", "error").Str("error", err.Error()).Msg("assertion could not be evaluated")
+			ev.Outcome, ev.Error, ev.Text = "error", err.Error(), "assertion could not be evaluated"
+			rc.Events.Emit(ev)
 			return nil, rc.Redact.Error(fmt.Errorf("that: %w", err))
 		case ok:
-			ev.Str("outcome", "pass").Msg("assertion holds")
+			ev.Outcome, ev.Text = "pass", "assertion holds"
+			rc.Events.Emit(ev)
 			continue
 		}
 		msg := "assertion failed: " + strings.TrimSpace(e.Src)
@@ -146,7 +146,8 @@ func (a *Assert) Run(ctx context.Context, rc *Context) (Outputs, error) {
 				msg += " (message: " + err.Error() + ")"
 			}
 		}
-		ev.Str("outcome", "fail").Msg(msg)
+		ev.Outcome, ev.Text = "fail", msg
+		rc.Events.Emit(ev)
 		return nil, rc.Redact.Error(&AssertionError{Expr: e.Src, Message: msg})
 	}
 	return out, nil
@@ -245,17 +246,15 @@ func (a *Assert) compare(ctx context.Context, rc *Context) (Outputs, error) {
 	}
 	nA, nB := sides[0].n, sides[1].n
 	expr := "compare " + sides[0].name + " " + sides[1].name
-	ev := rc.Log.Info()
-	if differing > 0 {
-		ev = rc.Log.Warn()
-	}
-	ev = ev.Str("event", "assert.result").Str("expr", expr).Int("rows_"+sides[0].name, nA).
-		Int("rows_"+sides[1].name, nB).Int("differing", differing).Strs("diff", diffs)
+	ev := AssertResult{Expr: expr, Counts: event.Extra{{Key: "rows_" + sides[0].name, Value: nA}, {Key: "rows_" + sides[1].name, Value: nB}},
+		Differing: &differing, Diff: &diffs}
 	if differing == 0 {
-		ev.Str("outcome", "pass").Msg("results are equal")
+		ev.Outcome, ev.Text = "pass", "results are equal"
+		rc.Events.Emit(ev)
 		return Outputs{"rows": nA}, nil
 	}
-	ev.Str("outcome", "fail").Msg("results differ")
+	ev.Outcome, ev.Text = "fail", "results differ"
+	rc.Events.Emit(ev)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: results differ in %d row(s) (%s: %d rows, %s: %d rows)", expr, differing, sides[0].name, nA, sides[1].name, nB)
 	for _, d := range diffs {

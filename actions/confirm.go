@@ -34,7 +34,6 @@ func (a *Confirm) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc.Log.Info().Str("event", "confirm.approved").Str("by", ap.By).Str("how", ap.How).Time("at", ap.At).
-		Str("prompt", msg).Msgf("approved by %s (%s)", ap.By, ap.How)
+	rc.Events.Emit(ConfirmApproved{By: ap.By, How: ap.How, At: ap.At, Prompt: msg})
 	return Outputs{"approved_by": ap.By, "approved_how": ap.How, "approved_at": ap.At.Format("2006-01-02T15:04:05Z07:00")}, nil
 }

@@ -2,13 +2,11 @@ package actions
 
 import (
 	"context"
-	"io"
 	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/rs/zerolog"
-
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -20,9 +18,12 @@ type Context struct {
 	// Env evaluates the step's templates: params, earlier steps' outputs,
 	// connection facts, run facts.
 	Env *schema.Env
-	// Log is the step's logger. Secrets are masked at its writer; an action
-	// still never logs a connection string or a secret param on purpose.
-	Log zerolog.Logger
+	// Events receives what the step does, as typed events (declared next to
+	// each action: sql_events.go …): the console, the audit log and the
+	// report read them. Secrets are masked where they are written; an action
+	// still never puts a connection string or a secret param in one on
+	// purpose. Events.Live tells whether somebody watches progress.
+	Events event.Sink
 	// Conns opens and describes the runbook's connections.
 	Conns Conns
 	// Redact masks secrets in text an action produces (child output, errors).
@@ -36,9 +37,6 @@ type Context struct {
 	Journal Journal
 	// Approver decides confirm steps.
 	Approver Approver
-	// Terminal is where progress lines go when the output is a terminal; nil
-	// otherwise.
-	Terminal io.Writer
 	// Attempt is the attempt number, from 1.
 	Attempt int
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/pgerr"
 	"github.com/runbookhq/runbook/internal/pgtx"
 	"github.com/runbookhq/runbook/internal/pgvalue"
@@ -129,8 +130,7 @@ func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
 		// The executor refused to go on if the server restarted since and
 		// lost commits (docs/state.md); what is recorded is committed.
 		g.list, g.done, g.durable = list, p.done, p.done
-		rc.Log.Info().Str("event", "generate.resume").Int("statements", g.list.Len()).Int("done", g.done).
-			Msg("resuming with the frozen statement list")
+		rc.Events.Emit(GenerateResume{Statements: g.list.Len(), Done: g.done})
 	} else {
 		// The statements go to the journal's blob as the rows arrive: the
 		// list is durable before the first runs, and never in memory whole.
@@ -260,8 +260,7 @@ func (a *Generate) generate(ctx context.Context, rc *Context, add func(string) e
 	if err != nil {
 		return 0, queryError(ctx, rc, "generator query", q, err)
 	}
-	rc.Log.Info().Str("event", "generate.query").Str("sql", q).Int("statements", n).
-		Dur("duration", time.Since(start)).Msg("generated statements")
+	rc.Events.Emit(GenerateQuery{SQL: q, Statements: n, Duration: time.Since(start)})
 	return n, nil
 }
 
@@ -359,8 +358,9 @@ func (g *genRun) exec(ctx context.Context) error {
 	g.doneFn = g.pieceDone
 	g.onCommit = g.committed
 	g.onLead = g.beforeCommit
-	g.prog = progressLine{w: g.rc.Terminal, total: g.n}
-	defer g.prog.clear()
+	if g.rc.Events.Live() {
+		g.prog = progressLine{events: g.rc.Events, total: g.n}
+	}
 	if err := g.loop(ctx); err != nil {
 		g.barrier(ctx)
 		return err
@@ -403,7 +403,7 @@ func (g *genRun) loop(ctx context.Context) error {
 		case res.failed == atCommit:
 			// In doubt: the pending transaction stays recorded, for the
 			// server to settle.
-			pgerr.LogCommit(g.rc.Log, res.err)
+			emitCommitError(g.rc.Events, res.err)
 			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pendTo, res.err)))
 		}
 		// The unit's transaction never got a COMMIT: it is rolled back.
@@ -438,7 +438,7 @@ func (g *genRun) loop(ctx context.Context) error {
 		c := trip{commit: true}
 		if res := c.run(ctx, g.pc); res.err != nil {
 			endTx(ctx, g.pc)
-			pgerr.LogCommit(g.rc.Log, res.err)
+			emitCommitError(g.rc.Events, res.err)
 			return g.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT of generated statements %d to %d: %w", g.pendFrom+1, g.pendTo, res.err)))
 		}
 		if err := g.committed(); err != nil {
@@ -541,8 +541,7 @@ func (g *genRun) barrier(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := execSimple(ctx, g.pc, "BEGIN; SELECT "+flushSQL+"; COMMIT"); err != nil {
-		g.rc.Log.Warn().Str("event", "generate.flush").Str("error", g.rc.Redact.String(err.Error())).
-			Msg("could not make the committed statements durable on the server")
+		g.rc.Events.Emit(GenerateFlush{Error: g.rc.Redact.String(err.Error())})
 		return
 	}
 	tx := Tx{Unit: genUnit, Tx: pgtx.Tx{Conn: g.target, Server: g.id.Server}, Data: genData(g.done, g.n)}
@@ -554,8 +553,7 @@ func (g *genRun) barrier(ctx context.Context) {
 // commitPrefix runs the cells from..to-1 again (their batch was rolled back)
 // and commits them as one transaction.
 func (g *genRun) commitPrefix(ctx context.Context, from, to int) error {
-	g.rc.Log.Warn().Str("event", "generate.rerun").Int("from", from).Int("to", to-1).
-		Msg("the batch was rolled back; running the statements before the failing one again, in one transaction")
+	g.rc.Events.Emit(GenerateRerun{From: from, To: to - 1})
 	g.rerun = true
 	defer func() { g.rerun = false }()
 	res, err := g.runUnit(ctx, from, to)
@@ -577,9 +575,7 @@ func (g *genRun) commitPrefix(ctx context.Context, from, to int) error {
 
 // autocommit runs cell f, stmt, on its own, outside a transaction block.
 func (g *genRun) autocommit(ctx context.Context, f int, stmt string) error {
-	g.rc.Log.Warn().Str("event", "generate.autocommit").Int("index", f).Str("sql", stmt).
-		Msg("the statement cannot run inside a transaction block: running it on its own in autocommit; " +
-			"it is not protected against running twice if runbook dies before its completion is recorded")
+	g.rc.Events.Emit(GenerateAutocommit{Index: f, SQL: stmt})
 	g.first, g.seg = f, append(g.seg[:0], stmt)
 	start := time.Now()
 	rows, err := execSimple(ctx, g.pc, stmt)
@@ -588,7 +584,7 @@ func (g *genRun) autocommit(ctx context.Context, f int, stmt string) error {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
 			e := g.genError(f, stmt, 0, pgErr)
-			e.Log(g.rc.Log)
+			emitSQLError(g.rc.Events, e)
 			err = e
 		} else {
 			err = fmt.Errorf("generated statement %d of %d: %w", f+1, g.n, err)
@@ -707,12 +703,7 @@ func (g *genRun) pieceDone(k int, tag pgconn.CommandTag, d time.Duration) {
 }
 
 func (g *genRun) logStmt(i int, rows int64, d time.Duration) {
-	ev := g.rc.Log.Info().Str("event", "generate.statement").Int("index", i).Str("sql", g.cell(i)).
-		Int64("rows", rows).Dur("duration", d)
-	if g.rerun {
-		ev = ev.Bool("rerun", true)
-	}
-	ev.Msg("generated statement")
+	g.rc.Events.Emit(GenerateStatement{Index: i, SQL: g.cell(i), Rows: rows, Duration: d, Rerun: g.rerun})
 }
 
 // pieceErr describes the failure of piece k of the current unit (or of BEGIN,
@@ -732,7 +723,7 @@ func (g *genRun) pieceErr(k int, err error) error {
 			off = g.offs[k]
 		}
 		e := g.genError(g.cellOf(k), g.pieces[k], off, pgErr)
-		e.Log(g.rc.Log)
+		emitSQLError(g.rc.Events, e)
 		return e
 	}
 	return fmt.Errorf("generated statement %d of %d: %w", g.cellOf(k)+1, g.n, err)
@@ -752,31 +743,24 @@ func (g *genRun) genError(f int, piece string, off int, pgErr *pgconn.PgError) *
 	return e
 }
 
-// progressLine shows "N/M statements" on a terminal, at most every 200 ms.
+// progressLine tells how many statements are done, at most every 200 ms, when
+// somebody watches (a terminal).
 type progressLine struct {
-	w     io.Writer
-	total int
-	last  time.Time
-	shown bool
+	events event.Sink // nil when nobody watches
+	total  int
+	last   time.Time
 }
 
 func (p *progressLine) update(n int) {
-	if p.w == nil {
+	if p.events == nil {
 		return
 	}
 	now := time.Now()
 	if now.Sub(p.last) < 200*time.Millisecond && n < p.total {
 		return
 	}
-	p.last, p.shown = now, true
-	fmt.Fprintf(p.w, "\r%d/%d statements", n, p.total)
-}
-
-func (p *progressLine) clear() {
-	if p.shown {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.shown = false
-	}
+	p.last = now
+	p.events.Emit(GenerateProgress{Done: n, Total: p.total})
 }
 
 // ErrRunTime is returned by a Previewer whose statements depend on what

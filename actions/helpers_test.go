@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rs/zerolog"
 
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/pghook"
 	"github.com/runbookhq/runbook/internal/pgtest"
 	"github.com/runbookhq/runbook/internal/redact"
@@ -37,7 +39,9 @@ type fixture struct {
 	logger  zerolog.Logger
 	red     *redact.Redactor
 	dir     string
-	term    *syncBuffer
+	// live, when set, receives the live events (progress) and makes the
+	// Context's Events say that somebody watches.
+	live *liveEvents
 }
 
 // fixtureOpts changes how newFixture builds the fixture.
@@ -49,7 +53,8 @@ type fixtureOpts struct {
 	// pgxWatcher keeps pgx's default context watcher (socket deadline)
 	// instead of pghook.CancelOnContext.
 	pgxWatcher bool
-	// terminal gives the Context a Terminal.
+	// terminal makes the Context's Events live (progress is measured and
+	// emitted).
 	terminal bool
 }
 
@@ -99,7 +104,7 @@ func newFixture(t testing.TB, urls map[string]string, stepsYAML string, o fixtur
 	f.env = &schema.Env{Params: params, Steps: map[string]schema.StepResult{}, Conn: map[string]schema.ConnInfo{}, Env: map[string]string{}}
 	f.conns = &testConns{t: t, urls: urls, log: f.logger, pgxWatcher: o.pgxWatcher, open: map[string]*pgx.Conn{}}
 	if o.terminal {
-		f.term = &syncBuffer{}
+		f.live = &liveEvents{}
 	}
 	return f
 }
@@ -111,11 +116,8 @@ func (f *fixture) context(id string) *Context {
 	if step == nil {
 		f.t.Fatalf("no step %q", id)
 	}
-	rc := &Context{Step: step, Env: f.env, Log: f.logger.With().Str("step", id).Logger(), Conns: f.conns,
+	rc := &Context{Step: step, Env: f.env, Events: &testEvents{log: &f.logger, step: id, live: f.live}, Conns: f.conns,
 		Redact: f.red, Dir: f.dir, Journal: f.journal, Attempt: 1}
-	if f.term != nil {
-		rc.Terminal = f.term
-	}
 	return rc
 }
 
@@ -148,6 +150,44 @@ func (f *fixture) runErr(id string) error {
 		f.t.Fatalf("step %s succeeded, want an error\nlog:\n%s", id, f.log.String())
 	}
 	return err
+}
+
+// testEvents writes a step's events as the executor does (JSON lines, the
+// step in the envelope) and keeps the live ones.
+type testEvents struct {
+	log  *zerolog.Logger
+	step string
+	live *liveEvents
+}
+
+func (e *testEvents) Emit(ev event.Event) {
+	if _, ok := ev.(event.Progressor); ok {
+		if e.live != nil {
+			e.live.add(ev)
+		}
+		return
+	}
+	event.Log(e.log, e.step, ev)
+}
+
+func (e *testEvents) Live() bool { return e.live != nil }
+
+// liveEvents collects live events.
+type liveEvents struct {
+	mu  sync.Mutex
+	evs []event.Event
+}
+
+func (l *liveEvents) add(ev event.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.evs = append(l.evs, ev)
+}
+
+func (l *liveEvents) all() []event.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]event.Event(nil), l.evs...)
 }
 
 // events returns the logged events named event, decoded.
@@ -217,9 +257,9 @@ func (c *testConns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := c.log.With().Str("conn", name).Logger()
+
 	pgxDefault := cfg.BuildContextWatcherHandler
-	pghook.Install(&cfg.Config, log)
+	pghook.Install(&cfg.Config, func(n *pgconn.Notice) { event.Log(&c.log, "", Notice(name, n)) })
 	if c.pgxWatcher {
 		cfg.BuildContextWatcherHandler = pgxDefault
 	}

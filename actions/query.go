@@ -35,7 +35,7 @@ func queryError(ctx context.Context, rc *Context, what, q string, err error) err
 			e.StmtLine, e.StmtCol = pgerr.PosOf(q, b)
 			e.ScriptLine, e.ScriptCol = e.StmtLine, e.StmtCol
 		}
-		e.Log(rc.Log)
+		emitSQLError(rc.Events, e)
 		err = e
 	} else {
 		err = fmt.Errorf("%s: %w", what, err)

@@ -92,46 +92,40 @@ func (a *Shell) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	names := make([]string, len(stages))
 	for i, st := range stages {
 		names[i] = st.Name
-		rc.Log.Info().Str("event", "cmd.start").Int("stage", i+1).Str("name", st.Name).
-			Strs("argv", st.Argv).Msgf("stage %d: %s", i+1, strings.Join(st.Argv, " "))
+		rc.Events.Emit(CmdStart{Stage: i + 1, Cmd: st.Name, Argv: st.Argv})
 	}
 	var captured bytes.Buffer
 	opt := pipeline.Options{
 		OnStderrLine: func(stage int, line string) {
-			rc.Log.Info().Str("event", "cmd.stderr").Int("stage", stage+1).Str("name", names[stage]).Msg(rc.Redact.String(line))
+			rc.Events.Emit(CmdStderr{Stage: stage + 1, Cmd: names[stage], Line: rc.Redact.String(line)})
 		},
 		OnStdoutLine: func(line string) {
 			if a.Capture == "stdout" && captured.Len() < maxCapture {
 				captured.WriteString(line)
 				captured.WriteByte('\n')
 			}
-			rc.Log.Info().Str("event", "cmd.stdout").Int("stage", len(stages)).Str("name", names[len(stages)-1]).Msg(rc.Redact.String(line))
+			rc.Events.Emit(CmdStdout{Stage: len(stages), Cmd: names[len(stages)-1], Line: rc.Redact.String(line)})
 		},
 	}
-	if rc.Terminal != nil && len(stages) > 1 {
+	if rc.Events.Live() && len(stages) > 1 {
+		// Somebody watches: count the bytes the pipe moves, against what
+		// the first stage's database holds.
+		total := a.expectedBytes(ctx, rc)
 		opt.CountBytes = true
 		opt.ProgressEvery = 500 * time.Millisecond
 		opt.OnProgress = func(p pipeline.Progress) {
-			fmt.Fprintf(rc.Terminal, "\r\033[K  %s: %s moved, %s/s, %s", rc.Step.ID, humanBytes(float64(p.Bytes)),
-				humanBytes(p.Rate()), p.Elapsed.Truncate(time.Second))
+			rc.Events.Emit(CmdProgress{Bytes: p.Bytes, Total: total, Estimated: total > 0, Elapsed: p.Elapsed})
 		}
 	}
 	res, err := pipeline.Run(ctx, stages, opt)
-	if opt.OnProgress != nil {
-		fmt.Fprint(rc.Terminal, "\r\033[K")
-	}
 	codes := make([]int, len(res.Stages))
 	for i, sr := range res.Stages {
 		codes[i] = sr.ExitCode
-		ev := rc.Log.Info()
-		if sr.Failed() {
-			ev = rc.Log.Error()
-		}
+		ev := CmdExit{Stage: i + 1, Cmd: sr.Name, ExitCode: sr.ExitCode, Signal: sr.Signal, Duration: sr.Duration}
 		if sr.StartErr != nil {
-			ev = ev.Str("start_error", rc.Redact.String(sr.StartErr.Error()))
+			ev.StartError = rc.Redact.String(sr.StartErr.Error())
 		}
-		ev.Str("event", "cmd.exit").Int("stage", i+1).Str("name", sr.Name).Int("exit_code", sr.ExitCode).
-			Str("signal", sr.Signal).Dur("duration", sr.Duration).Msgf("stage %d (%s) %s", i+1, sr.Name, describeExit(sr))
+		rc.Events.Emit(ev)
 	}
 	out := Outputs{"exit_codes": codes}
 	if opt.CountBytes {
@@ -146,15 +140,35 @@ func (a *Shell) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	return out, nil
 }
 
-func describeExit(sr pipeline.StageResult) string {
-	switch {
-	case sr.StartErr != nil:
-		return "did not start: " + sr.StartErr.Error()
-	case sr.Signal != "":
-		return "killed by signal " + sr.Signal
+// expectedBytes estimates what a pipe will move when its first stage reads a
+// database (conn:): the size of that database's table data — its tables
+// (with their TOAST) and large objects, not its indexes, of which a dump
+// holds only the definitions, nor the system catalogs. On a database of 1.5
+// million rows (189 MiB in all), it was 109 MB where pg_dump --format=custom
+// --compress=0 wrote 103 MB; the whole database's size (pg_database_size)
+// would have been 199 MB. A compressed dump is smaller still: the figure is
+// shown as an estimate. 0 when unknown.
+func (a *Shell) expectedBytes(ctx context.Context, rc *Context) int64 {
+	if len(a.Pipe) == 0 || a.Pipe[0].Conn.Name == "" {
+		return 0
 	}
-	return fmt.Sprintf("exited with status %d", sr.ExitCode)
+	conn, err := rc.Conns.Conn(ctx, a.Pipe[0].Conn.Name)
+	if err != nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var size int64
+	if err := conn.QueryRow(ctx, tableDataSQL).Scan(&size); err != nil {
+		return 0
+	}
+	return size
 }
+
+// tableDataSQL is the size of a database's table data (see expectedBytes).
+const tableDataSQL = `SELECT (coalesce(sum(pg_table_size(c.oid)), 0) + pg_table_size('pg_largeobject'))::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'`
 
 // stages builds the processes: argv evaluated, environment assembled.
 func (a *Shell) stages(ctx context.Context, rc *Context) ([]pipeline.Stage, error) {
@@ -244,14 +258,4 @@ func checkArgv(rc *Context, stage int, argv []string) error {
 		}
 	}
 	return nil
-}
-
-func humanBytes(b float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	i := 0
-	for b >= 1024 && i < len(units)-1 {
-		b /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", b, units[i])
 }

@@ -154,7 +154,7 @@ func (a *SQL) Run(ctx context.Context, rc *Context) (Outputs, error) {
 		out["rows"], out["row"] = []map[string]any{}, nil
 	}
 	if len(stmts) == 0 {
-		rc.Log.Warn().Str("event", "sql.empty").Msg("the script has no statements")
+		rc.Events.Emit(SQLEmpty{})
 		return out, nil
 	}
 	conn, err := rc.Conns.Conn(ctx, a.On.Name)
@@ -229,7 +229,7 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 	c := trip{commit: true}
 	if res = c.run(ctx, r.pc); res.err != nil {
 		endTx(ctx, r.pc)
-		pgerr.LogCommit(r.rc.Log, res.err)
+		emitCommitError(r.rc.Events, res.err)
 		return r.rc.Redact.Error(withCtx(ctx, fmt.Errorf("COMMIT: %w", res.err)))
 	}
 	return r.rc.Journal.Committed(tx)
@@ -283,8 +283,7 @@ func (r *sqlRun) done(k int, tag pgconn.CommandTag, d time.Duration) {
 
 func (r *sqlRun) log(k int, rows int64, d time.Duration) {
 	r.out["rows_affected"] = r.out["rows_affected"].(int64) + rows
-	r.rc.Log.Info().Str("event", "sql.statement").Int("statement", k+1).Str("sql", r.stmts[k].SQL).
-		Int64("rows", rows).Dur("duration", d).Msg("statement")
+	r.rc.Events.Emit(SQLStatement{Statement: k + 1, SQL: r.stmts[k].SQL, Rows: rows, Duration: d})
 }
 
 // fail ends the transaction (or the statement still running on the server)
@@ -297,7 +296,7 @@ func (r *sqlRun) fail(ctx context.Context, k int, err error) error {
 	switch {
 	case k >= 0 && k < n && errors.As(err, &pgErr):
 		e := r.sqlError(k, pgErr)
-		e.Log(r.rc.Log)
+		emitSQLError(r.rc.Events, e)
 		err = e
 	case k >= 0 && k < n:
 		err = fmt.Errorf("statement %d of %d: %w", k+1, n, err)

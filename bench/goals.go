@@ -167,9 +167,11 @@ steps:
 // runbook's progress accounting on, against the same pipeline in bash with
 // pipefail.
 //
-// Progress accounting is on when runbook's output is a terminal, so both
-// commands run under script(1), which gives them a pseudo-terminal: what an
-// operator at a terminal runs, with nothing forced.
+// Progress accounting is on when somebody watches runbook's step view (a
+// terminal), so both commands run under script(1), which gives them a
+// pseudo-terminal, and runbook shows its step view there (--log-format text,
+// the default on a terminal): what an operator at a terminal runs, with
+// nothing forced.
 func (h *harness) p2(mb int) error {
 	section("P2  shell.pipe pg_dump -Fc | pg_restore of ~%d MB, progress accounting on", mb)
 	src, dst := h.a, h.b
@@ -246,7 +248,13 @@ steps:
 	rb.label, rb.env, rb.after = "runbook shell.pipe (pty: progress counted)", env, check
 	rb.before = func() error {
 		freshState()
-		rb.argv = []string{"script", "-qefc", "exec " + shellJoin(rb.argv), "/dev/null"}
+		argv := append([]string(nil), rb.argv...)
+		for i := range argv[:len(argv)-1] {
+			if argv[i] == "--log-format" {
+				argv[i+1] = "text"
+			}
+		}
+		rb.argv = []string{"script", "-qefc", "exec " + shellJoin(argv), "/dev/null"}
 		return fresh()
 	}
 	plain, freshPlain := h.runbook("p2.yaml")

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/exitcode"
 )
 
@@ -36,17 +37,6 @@ const Genesis = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
 // a process writes after the tear; the torn bytes stay in the file, unchained,
 // and the event carries their length and SHA-256, so they are accounted for.
 const EventTruncated = "log.truncated"
-
-// syncEvents are the events after which the log is fsynced; the lines between
-// them ride on the next fsync (or on the one at close). The first, step.end,
-// is fsynced in the background (see Write).
-var syncEvents = [][]byte{
-	[]byte(`"event":"step.end"`),
-	[]byte(`"event":"run.end"`),
-	[]byte(`"event":"run.interrupted"`),
-	[]byte(`"event":"confirm.approved"`),
-	[]byte(`"event":"` + EventTruncated + `"`),
-}
 
 // Tear describes a torn last line found when the log was opened for appending.
 type Tear struct {
@@ -148,7 +138,8 @@ func readTail(f *os.File, size int64) (last, torn []byte, err error) {
 }
 
 // Write chains one zerolog event (one JSON object and its newline) and
-// appends it. It reports len(p) on success.
+// appends it. It reports len(p) on success. What reaches the disk when is
+// flush's business.
 func (w *auditWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -185,42 +176,42 @@ func (w *auditWriter) Write(p []byte) (int, error) {
 	w.seq++
 	w.prev = hashLine(w.buf[head:])
 	w.tear = nil
-	switch {
-	case bytes.Contains(body, stepEnd):
-		// The step's lines go to disk while the next step starts; the
-		// state journal waits for them before its next fsync returns
-		// (see waitSync), so the log on disk never lags the state by more
-		// than the step in progress.
+	return len(p), nil
+}
+
+// flush makes the lines written so far durable as the event just written
+// asks (its event.Durability; docs/audit.md, "When the log is written to
+// disk"): Synced fsyncs before returning; Background starts an fsync while
+// the run goes on (the step's lines go to disk while the next step starts),
+// and the state journal waits for it before its next fsync returns (see
+// waitSync), so the log on disk never lags the state by more than the step
+// in progress. A failed fsync stops the log as a failed write does.
+func (w *auditWriter) flush(d event.Durability) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	switch d {
+	case event.Background:
 		w.waitLocked()
+		if w.err != nil {
+			return w.err
+		}
 		done := make(chan struct{})
 		w.syncing = done
 		go func() {
 			w.syncErr = w.f.Sync()
 			close(done)
 		}()
-	case syncEvent(body):
+	case event.Synced:
 		if w.waitLocked(); w.err == nil {
 			if err := w.f.Sync(); err != nil {
 				w.err = fmt.Errorf("audit log: fsync: %w", err)
 			}
 		}
 	}
-	if w.err != nil {
-		return 0, w.err
-	}
-	return len(p), nil
-}
-
-// stepEnd is the sync event whose fsync runs in the background.
-var stepEnd = syncEvents[0]
-
-func syncEvent(body []byte) bool {
-	for _, ev := range syncEvents {
-		if bytes.Contains(body, ev) {
-			return true
-		}
-	}
-	return false
+	return w.err
 }
 
 // waitSync waits for the fsync started at the last step.end, if it is still
@@ -419,39 +410,58 @@ func VerifyLogAnchor(path, anchor string) (VerifyResult, error) {
 }
 
 // verifier walks a log with one line of lookahead (a torn line is recognised
-// by the log.truncated event that follows it).
+// by the log.truncated event that follows it). Each line's chain fields are
+// parsed once, when it is first looked at.
 type verifier struct {
 	res      *VerifyResult
 	r        *bufio.Reader
 	next     []byte
+	nextCL   parsed
 	peeked   bool
 	runs     map[string]int
 	anchor   string
 	anchored bool
 }
 
-func (v *verifier) read() ([]byte, error) {
+// parsed is a line's chain fields, parsed on demand.
+type parsed struct {
+	cl   *chainLine
+	err  error
+	done bool
+}
+
+func (p *parsed) of(line []byte) (*chainLine, error) {
+	if !p.done {
+		p.cl, p.err = parseChainLine(line)
+		p.done = true
+	}
+	return p.cl, p.err
+}
+
+// read returns the next line and its parse (empty unless it was parsed as
+// the lookahead).
+func (v *verifier) read() ([]byte, parsed, error) {
 	if v.peeked {
 		v.peeked = false
-		return v.next, nil
+		return v.next, v.nextCL, nil
 	}
 	line, err := v.r.ReadBytes('\n')
 	if errors.Is(err, io.EOF) {
 		if len(line) == 0 {
-			return nil, nil
+			return nil, parsed{}, nil
 		}
-		return line, nil
+		return line, parsed{}, nil
 	}
-	return line, err
+	return line, parsed{}, err
 }
 
 func (v *verifier) peek() ([]byte, error) {
 	if !v.peeked {
-		line, err := v.read()
+		line, _, err := v.read()
 		if err != nil {
 			return nil, err
 		}
-		v.next, v.peeked = line, true
+		v.next, v.nextCL, v.peeked = line, parsed{}, true
 	}
 	return v.next, nil
 }
@@ -465,7 +475,7 @@ func (v *verifier) run() error {
 	want, prev := uint64(1), Genesis
 	var prevLine int // line number of the last chained line
 	for {
-		line, err := v.read()
+		line, lineCL, err := v.read()
 		if err != nil {
 			return err
 		}
@@ -478,7 +488,7 @@ func (v *verifier) run() error {
 		if err != nil {
 			return err
 		}
-		if next != nil && recordsTear(next, line) {
+		if next != nil && v.recordsTear(line) {
 			res.Tears = append(res.Tears, LogTear{Line: n, Bytes: len(bytes.TrimSuffix(line, []byte("\n")))})
 			continue
 		}
@@ -491,7 +501,7 @@ func (v *verifier) run() error {
 				"%s; a run appending to this log records the torn line with a %s event", upTo, EventTruncated)
 			return nil
 		}
-		cl, err := parseChainLine(line)
+		cl, err := lineCL.of(line)
 		if err != nil {
 			v.bad(n, "%v", err)
 			return nil
@@ -516,7 +526,7 @@ func (v *verifier) run() error {
 			// (line n+1 vouches for it) means line prevLine changed; line n
 			// not vouched for means line n changed.
 			if next != nil {
-				ncl, err := parseChainLine(next)
+				ncl, err := v.nextCL.of(next)
 				if err == nil && ncl.Prev == hashLine(line) {
 					v.bad(prevLine, "changed after it was written: its SHA-256 does not match the prev recorded by line %d", n)
 				} else {
@@ -553,14 +563,12 @@ func (v *verifier) run() error {
 	}
 }
 
-// recordsTear reports whether next is a log.truncated event that records line
-// as the torn line it found (its length and SHA-256, without the newline that
-// ended it when the log was appended to).
-func recordsTear(next, line []byte) bool {
-	if !bytes.Contains(next, []byte(`"event":"`+EventTruncated+`"`)) {
-		return false
-	}
-	cl, err := parseChainLine(next)
+// recordsTear reports whether the line after line (the lookahead) is a
+// log.truncated event that records line as the torn line it found (its
+// length and SHA-256, without the newline that ended it when the log was
+// appended to).
+func (v *verifier) recordsTear(line []byte) bool {
+	cl, err := v.nextCL.of(v.next)
 	if err != nil || cl.Event != EventTruncated || cl.TornBytes == nil {
 		return false
 	}

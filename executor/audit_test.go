@@ -19,6 +19,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/runbookhq/runbook/actions"
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/schema"
 )
@@ -607,14 +609,15 @@ func TestAuditWriterBackgroundSync(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		broken   bool   // fsync fails
-		write    []byte // the event written
-		writeErr bool   // its Write fails at once
-		laterErr bool   // the Write after the state's fsync fails
+		write    []byte // the line written
+		ev       event.Event
+		flushErr bool // its flush fails at once
+		laterErr bool // the Write after the state's fsync fails
 	}{
-		{"step.end, fsync works", false, stepEnd, false, false},
-		{"step.end, fsync fails: seen at the next barrier", true, stepEnd, false, true},
-		{"run.end, fsync fails: at once", true, runEnd, true, true},
-		{"plain line: no fsync", true, line, false, false},
+		{"step.end, fsync works", false, stepEnd, StepEnd{}, false, false},
+		{"step.end, fsync fails: seen at the next barrier", true, stepEnd, StepEnd{}, false, true},
+		{"run.end, fsync fails: at once", true, runEnd, RunEnd{}, true, true},
+		{"plain line: no fsync", true, line, actions.CmdStdout{}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := openAudit(filepath.Join(t.TempDir(), "audit.log"))
@@ -627,10 +630,13 @@ func TestAuditWriterBackgroundSync(t *testing.T) {
 			defer w.close()
 			st := newTestState(t)
 			st.afterSync = w.waitSync
-			if _, err := w.Write(tc.write); (err != nil) != tc.writeErr {
-				t.Fatalf("Write: %v, want an error: %v", err, tc.writeErr)
+			if _, err := w.Write(tc.write); err != nil {
+				t.Fatalf("Write: %v", err)
 			}
-			if bytes.Equal(tc.write, stepEnd) && w.syncing == nil {
+			if err := w.flush(event.DurabilityOf(tc.ev)); (err != nil) != tc.flushErr {
+				t.Fatalf("flush: %v, want an error: %v", err, tc.flushErr)
+			}
+			if event.DurabilityOf(tc.ev) == event.Background && w.syncing == nil {
 				t.Fatal("no fsync started at step.end")
 			}
 			if err := st.update("a", true, func(s *StepState) { s.Status = "running" }, nil); err != nil {
@@ -643,5 +649,20 @@ func TestAuditWriterBackgroundSync(t *testing.T) {
 				t.Errorf("next Write: %v, want an error: %v", err, tc.laterErr)
 			}
 		})
+	}
+}
+
+// The events the audit log is flushed after (docs/audit.md, "When the log
+// is written to disk") say so themselves.
+func TestDurableEvents(t *testing.T) {
+	for _, ev := range []event.Event{StepEnd{}, RunEnd{}, RunInterrupted{}, actions.ConfirmApproved{}, LogTruncated{}} {
+		if event.DurabilityOf(ev) == event.Buffered {
+			t.Errorf("%s is not flushed", ev.Name())
+		}
+	}
+	for _, ev := range []event.Event{StepStart{}, actions.CmdStdout{}, actions.SQLStatement{}, actions.GenerateStatement{}} {
+		if event.DurabilityOf(ev) != event.Buffered {
+			t.Errorf("%s is flushed", ev.Name())
+		}
 	}
 }

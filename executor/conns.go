@@ -10,8 +10,10 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/rs/zerolog"
+	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/runbookhq/runbook/actions"
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/pghook"
 	"github.com/runbookhq/runbook/internal/redact"
@@ -24,8 +26,9 @@ type conns struct {
 	defs    map[string]*schema.Connection
 	urls    map[string]string // evaluated connection strings (secret)
 	appName string
-	log     zerolog.Logger
-	red     *redact.Redactor
+	// emit tells the run about connections and servers' notices.
+	emit func(step string, ev event.Event)
+	red  *redact.Redactor
 	// identify checks and records the identity of a server on first connect.
 	identify func(name string, s Server) error
 	// pass are the connections' password files (passfile.go), made on
@@ -37,8 +40,11 @@ type conns struct {
 	open map[string]*pgx.Conn
 }
 
-func newConns(rb *schema.Runbook, urls map[string]string, appName string, log zerolog.Logger, red *redact.Redactor) *conns {
-	c := &conns{defs: map[string]*schema.Connection{}, urls: urls, appName: appName, log: log, red: red, open: map[string]*pgx.Conn{}}
+func newConns(rb *schema.Runbook, urls map[string]string, appName string, emit func(step string, ev event.Event), red *redact.Redactor) *conns {
+	if emit == nil {
+		emit = func(string, event.Event) {}
+	}
+	c := &conns{defs: map[string]*schema.Connection{}, urls: urls, appName: appName, emit: emit, red: red, open: map[string]*pgx.Conn{}}
 	for _, d := range rb.Connections {
 		c.defs[d.Name] = d
 	}
@@ -85,10 +91,9 @@ func (c *conns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 	for k, v := range sessionSettings(def) {
 		params[k] = v
 	}
-	log := c.log.With().Str("conn", name).Logger()
-	// Notices go to the log; Ctrl-C and step timeouts cancel the statement
-	// on the server and keep the session (and its advisory lock).
-	pghook.Install(&cfg.Config, log)
+	// Notices are the run's events; Ctrl-C and step timeouts cancel the
+	// statement on the server and keep the session (and its advisory lock).
+	pghook.Install(&cfg.Config, func(n *pgconn.Notice) { c.emit("", actions.Notice(name, n)) })
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection %s: %w", name, c.red.Error(err))
@@ -106,9 +111,8 @@ func (c *conns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 			return nil, err
 		}
 	}
-	log.Info().Str("event", "conn.open").Str("host", cfg.Host).Uint16("port", cfg.Port).
-		Str("database", cfg.Database).Str("user", cfg.User).Str("server_version", srv.Version).
-		Str("system_identifier", srv.SystemID).Msg("connected")
+	c.emit("", ConnOpen{Conn: name, Host: cfg.Host, Port: cfg.Port, Database: cfg.Database, User: cfg.User,
+		Version: srv.Version, SystemID: srv.SystemID})
 	return conn, nil
 }
 

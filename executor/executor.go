@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/runbookhq/runbook/internal/console"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/internal/textdiff"
@@ -61,6 +62,10 @@ type Options struct {
 	Console   io.Writer
 	LogFormat string
 	Terminal  bool
+	// Verbose shows every event's details on the human console: statement
+	// texts, notices, outputs, child output (the JSON console and the audit
+	// log always have them).
+	Verbose bool
 	// Prompt reads the operator's answer to a confirm step; nil when there is
 	// no terminal to ask on.
 	Prompt  func(question string) (string, error)
@@ -80,6 +85,9 @@ type Result struct {
 	// is when it ended.
 	AlreadySucceeded bool
 	Ended            time.Time
+	// Shown is set when the human console showed the run's end: its error
+	// and the command that resumes need not be printed again.
+	Shown bool
 }
 
 // Runner executes one run.
@@ -88,11 +96,14 @@ type runner struct {
 	rb    *schema.Runbook
 	st    *State
 	red   *redact.Redactor
-	log   zerolog.Logger
+	log   zerolog.Logger // the JSON lines: console and audit log
+	human *console.Console
 	conns *conns
 	env   *schema.Env
 	dir   string
 	audit *auditWriter
+	// paused is the confirm step the run paused at.
+	paused string
 }
 
 // Run runs (or resumes) a runbook and returns how it ended. The error carries
@@ -176,7 +187,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if len(app) > 63 {
 		app = app[:63]
 	}
-	r.conns = newConns(rb, urls, app, r.log, red)
+	r.conns = newConns(rb, urls, app, r.emit, red)
 	r.conns.identify = r.identify
 	for name, u := range urls {
 		if info, err := ParseConnInfo(u); err == nil {
@@ -187,12 +198,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{RunID: st.RunID, StatePath: path}
 	runErr := r.run(ctx)
 	r.conns.close()
+	res.Outcome, res.Shown = st.Outcome, r.human != nil
 	if s, ok := store.(losingStore); ok && s.LostErr() != nil {
 		runErr = exitcode.With(exitcode.Environment, errors.Join(s.LostErr(), runErr))
+		res.Shown = false // not what the console showed
 	}
-	res.Outcome = st.Outcome
 	if cerr := st.close(); cerr != nil && runErr == nil {
 		runErr = fmt.Errorf("state %s: %w", path, cerr)
+		res.Shown = false // after the run's end
 	}
 	return res, runErr
 }
@@ -398,10 +411,15 @@ func (r *runner) run(ctx context.Context) error {
 	for _, v := range r.o.Values {
 		params[v.Name] = v.Display()
 	}
-	r.log.Info().Str("event", "run.start").Str("operator", r.o.Operator).Str("host", hostname()).
-		Str("version", r.o.Version).Str("runbook", rb.File).Str("runbook_digest", rb.Digest).
-		Interface("params", params).Str("ticket", r.o.Ticket).Str("state", st.store.Where()).Bool("resume", r.o.Resume).
-		Msgf("%s %s (run %s, state %s)", map[bool]string{true: "resuming", false: "starting"}[r.o.Resume], rb.Name, st.RunID, st.store.Where())
+	done := 0
+	for _, s := range st.Steps {
+		if s.Status == Succeeded || s.Status == Skipped {
+			done++
+		}
+	}
+	r.emit("", RunStart{Operator: r.o.Operator, Host: hostname(), Version: r.o.Version, Runbook: rb.File, Digest: rb.Digest,
+		Params: params, Ticket: r.o.Ticket, State: st.store.Where(), Resume: r.o.Resume,
+		RunbookName: rb.Name, RunID: st.RunID, Steps: len(rb.Steps), Done: done})
 
 	// Earlier steps' results, for expressions (they survive a resume).
 	for _, s := range st.Steps {
@@ -457,14 +475,15 @@ func (r *runner) run(ctx context.Context) error {
 		switch {
 		case err == nil:
 		case errors.Is(err, errApprovalRequired):
-			r.log.Warn().Str("event", "run.paused").Str("step", step.ID).Msgf("step %s needs approval: resume with --approve %s, or run on a terminal", step.ID, step.ID)
+			r.emit("", RunPaused{Step: step.ID})
+			r.paused = step.ID
 			return r.finish("approval-required", exitcode.With(exitcode.Approval, fmt.Errorf("step %s needs approval; continue with:\n  %s --approve %s", step.ID, resumeCommand(r.o, st.store.Where()), step.ID)))
 		case ctx.Err() != nil && !interrupted:
 			interrupted = true
-			r.log.Warn().Str("event", "run.interrupted").Str("step", step.ID).Msg("interrupted: running clean-up (always) steps; the state is resumable")
+			r.emit("", RunInterrupted{Step: step.ID})
 			failure = err
 		case step.OnFailure == "continue":
-			r.log.Warn().Str("event", "step.failure_ignored").Str("step", step.ID).Msg("step failed; on_failure: continue")
+			r.emit("", StepFailureIgnored{Step: step.ID})
 		case failure == nil:
 			failure = err
 		}
@@ -493,14 +512,17 @@ func (r *runner) finish(outcome string, err error) error {
 		err = werr
 	}
 	crashPoint("run-end", "")
-	ev := r.log.Info()
-	if outcome != "succeeded" {
-		ev = r.log.Error()
-	}
+	end := RunEnd{Outcome: outcome, Duration: now.Sub(r.st.Started)}
 	if err != nil {
-		ev = ev.Str("error", r.red.String(err.Error()))
+		end.Error = r.red.String(err.Error())
 	}
-	ev.Str("event", "run.end").Str("outcome", outcome).Dur("duration", now.Sub(r.st.Started)).Msgf("run %s", outcome)
+	switch outcome {
+	case "failed", "interrupted":
+		end.ResumeCommand = resumeCommand(r.o, r.st.store.Where())
+	case "approval-required":
+		end.ResumeCommand = resumeCommand(r.o, r.st.store.Where()) + " --approve " + r.paused
+	}
+	r.emit("", end)
 	if err != nil {
 		return r.red.Error(err)
 	}

@@ -1,16 +1,20 @@
 package executor
 
 import (
-	"encoding/json"
 	"io"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
+
+	"github.com/runbookhq/runbook/internal/console"
 )
 
-// setupLog builds the run's logger: the console (human on a terminal, JSON
-// lines otherwise) and the audit log file, both behind the secret redactor, so
-// no code path can forget to mask.
+// setupLog builds the run's consumers of events: the console — the step
+// view for a person (internal/console) on a terminal or with --log-format
+// text, JSON lines otherwise — and the audit log file. Every byte goes
+// through the secret redactor, so no code path can forget to mask.
 func (r *runner) setupLog() error {
 	var writers []io.Writer
 	if r.o.Console != nil {
@@ -22,10 +26,7 @@ func (r *runner) setupLog() error {
 			human = false
 		}
 		if human {
-			writers = append(writers, r.red.Writer(zerolog.ConsoleWriter{Out: r.o.Console, TimeFormat: "15:04:05",
-				NoColor: !r.o.Terminal, FormatPrepare: humanFields,
-				// What the message already says, or only machines need.
-				FieldsExclude: []string{"run_id", "event", "title", "kind", "argv", "prompt", "name", "signal", "at", "by", "how"}}))
+			r.human = r.newConsole()
 		} else {
 			writers = append(writers, r.red.Writer(r.o.Console))
 		}
@@ -40,45 +41,60 @@ func (r *runner) setupLog() error {
 		writers = append(writers, r.red.Writer(auditSink{audit}))
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
-	r.log = zerolog.New(zerolog.MultiLevelWriter(writers...)).With().Timestamp().Str("run_id", r.st.RunID).Logger()
+	if len(writers) == 0 {
+		r.log = zerolog.Nop()
+	} else {
+		r.log = zerolog.New(zerolog.MultiLevelWriter(writers...)).With().Timestamp().Str("run_id", r.st.RunID).Logger()
+	}
+	if r.human != nil && r.o.Prompt != nil {
+		// A confirm step's question is asked on a clean line.
+		prompt := r.o.Prompt
+		r.o.Prompt = func(q string) (string, error) {
+			r.human.Hold()
+			defer r.human.Release()
+			return prompt(q)
+		}
+	}
 	if audit != nil && audit.tear != nil {
 		// The first line written after a torn one records it (docs/audit.md).
-		r.log.Warn().Str("event", EventTruncated).Int("torn_bytes", audit.tear.Bytes).Str("torn_sha256", audit.tear.SHA256).
-			Msgf("the audit log %s ended in a torn line (%d bytes: a write cut short); it is kept, and the chain continues from the last complete line", r.o.LogPath, audit.tear.Bytes)
+		r.emit("", LogTruncated{TornBytes: audit.tear.Bytes, TornSHA256: audit.tear.SHA256, Path: r.o.LogPath})
 	}
 	return nil
 }
 
-// humanFields shapes an event's fields for a person: durations (milliseconds
-// in JSON) as 1.2s or 350ms.
-func humanFields(m map[string]any) error {
-	for _, k := range []string{"duration", "delay"} {
-		var ms float64
-		switch v := m[k].(type) {
-		case float64:
-			ms = v
-		case json.Number:
-			f, err := v.Float64()
-			if err != nil {
-				continue
-			}
-			ms = f
-		default:
-			continue
-		}
-		d := time.Duration(ms * float64(time.Millisecond))
-		switch {
-		case d >= time.Second:
-			d = d.Round(100 * time.Millisecond)
-		case d >= time.Millisecond:
-			d = d.Round(time.Millisecond)
-		}
-		m[k] = d.String()
+// newConsole returns the step view on the console: redrawn in place and in
+// colour on a terminal, as the conventions allow (NO_COLOR, TERM=dumb: no
+// colour; TERM=dumb: no redrawing either), plain lines elsewhere.
+func (r *runner) newConsole() *console.Console {
+	tty := r.o.Terminal
+	dumb := os.Getenv("TERM") == "dumb"
+	noColor := os.Getenv("NO_COLOR") != "" // no-color.org
+	o := console.Options{
+		Out:     r.red.Writer(r.o.Console),
+		Live:    tty && !dumb,
+		Color:   tty && !dumb && !noColor,
+		Verbose: r.o.Verbose,
+		Mask:    r.red.String,
+		Steps:   r.rb.StepIDs(),
+		LogPath: r.o.LogPath,
 	}
-	return nil
+	if f, ok := r.o.Console.(*os.File); ok && tty {
+		fd := int(f.Fd())
+		o.Width = func() int {
+			w, _, err := term.GetSize(fd)
+			if err != nil {
+				return 0
+			}
+			return w
+		}
+	}
+	return console.New(o)
 }
 
 func (r *runner) closeLog() {
+	if r.human != nil {
+		r.human.Close()
+	}
 	if r.audit != nil {
 		r.st.afterSync = nil
 		r.audit.close()

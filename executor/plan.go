@@ -12,9 +12,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/rs/zerolog"
-
 	"github.com/runbookhq/runbook/actions"
+	"github.com/runbookhq/runbook/internal/event"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/schema"
@@ -434,7 +433,7 @@ func (p *Plan) Generate(ctx context.Context, rb *schema.Runbook, vals schema.Val
 	if err != nil {
 		return err
 	}
-	cs := newConns(rb, urls, "runbook/"+rb.Name+"/plan", zerolog.Nop(), red)
+	cs := newConns(rb, urls, "runbook/"+rb.Name+"/plan", nil, red)
 	defer cs.close()
 	p.Generated = nil
 	for i, s := range rb.Steps {
@@ -443,7 +442,7 @@ func (p *Plan) Generate(ctx context.Context, rb *schema.Runbook, vals schema.Val
 			continue
 		}
 		gen := Generation{Step: s.ID}
-		rc := &actions.Context{Step: s, Env: env, Log: zerolog.Nop(), Conns: cs.forStep(), Redact: red}
+		rc := &actions.Context{Step: s, Env: env, Events: event.Discard, Conns: cs.forStep(), Redact: red}
 		stmts, err := g.Preview(ctx, rc)
 		if errors.Is(err, actions.ErrRunTime) {
 			gen.Note = "reads earlier steps' outputs: generated at run time"

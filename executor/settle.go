@@ -124,8 +124,7 @@ func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
 			}
 			tx := *u.Tx
 			committed, err := pgtx.Settle(ctx, c, tx.Tx, settleWait, func() {
-				r.log.Warn().Str("event", "tx.terminated").Str("step", step.ID).Uint32("backend_pid", tx.BackendPID).
-					Msg("ended the dead run's open transaction")
+				r.emit("", TxTerminated{Step: step.ID, BackendPID: tx.BackendPID})
 			})
 			switch {
 			case errors.Is(err, pgtx.ErrUnknown):
@@ -135,16 +134,14 @@ func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
 				return fmt.Errorf("step %s: settling transaction %d: %w", step.ID, tx.XID, r.red.Error(err))
 			case committed:
 				changes[name] = u.committed(tx)
-				ev := r.log.Info().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Uint64("xid", tx.XID).Str("outcome", "committed")
+				msg := "the step's transaction in flight committed"
 				if describe != nil {
-					ev.Msgf("the step's transaction in flight committed: it goes on after %s", describe.DescribePoint(name, tx.Data))
-				} else {
-					ev.Msg("the step's transaction in flight committed")
+					msg = fmt.Sprintf("the step's transaction in flight committed: it goes on after %s", describe.DescribePoint(name, tx.Data))
 				}
+				r.emit("", StepSettled{Step: step.ID, Unit: name, XID: &tx.XID, Outcome: "committed", Text: msg})
 			default:
 				changes[name] = &next
-				r.log.Info().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Uint64("xid", tx.XID).Str("outcome", "aborted").
-					Msg("the step's last transaction did not commit: it runs again")
+				r.emit("", StepSettled{Step: step.ID, Unit: name, XID: &tx.XID, Outcome: "aborted", Text: "the step's last transaction did not commit: it runs again"})
 			}
 			continue
 		}
@@ -173,23 +170,23 @@ func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
 			} else {
 				changes[name] = &UnitState{Data: known, Conn: conn, Server: now}
 			}
-			r.log.Info().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Str("outcome", "restart-settled").
-				Msgf("the server restarted; the step's commits that survived are known exactly: it goes on after %s", point(describe, name, known))
+			r.emit("", StepSettled{Step: step.ID, Unit: name, Outcome: "restart-settled",
+				Text: fmt.Sprintf("the server restarted; the step's commits that survived are known exactly: it goes on after %s", point(describe, name, known))})
 			continue
 		}
 		switch {
 		case tookEffect:
 			changes[name] = &UnitState{Data: recordedData, Conn: conn, Server: now}
-			r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Str("outcome", "took-effect").
-				Msgf("the server restarted: %s recorded as done, as --took-effect asks", point(describe, name, recordedData))
+			r.emit("", StepSettled{Step: step.ID, Unit: name, Outcome: "took-effect",
+				Text: fmt.Sprintf("the server restarted: %s recorded as done, as --took-effect asks", point(describe, name, recordedData))})
 		case rerun:
 			if durable == nil {
 				changes[name] = nil
 			} else {
 				changes[name] = &UnitState{Data: durable, Conn: conn, Server: now}
 			}
-			r.log.Warn().Str("event", "step.settled").Str("step", step.ID).Str("unit", name).Str("outcome", "rerun").
-				Msgf("the server restarted: running the step again after %s, as --rerun asks", point(describe, name, durable))
+			r.emit("", StepSettled{Step: step.ID, Unit: name, Outcome: "rerun",
+				Text: fmt.Sprintf("the server restarted: running the step again after %s, as --rerun asks", point(describe, name, durable))})
 		default:
 			what := fmt.Sprintf("unit %s of step %s took effect beyond what is known durable", name, step.ID)
 			if describe != nil {

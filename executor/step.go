@@ -19,7 +19,6 @@ var errApprovalRequired = errors.New("approval required")
 // runStep runs one step: its condition, its attempts with retry and timeout,
 // and its durable record.
 func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
-	log := r.log.With().Str("step", step.ID).Logger()
 	if step.When != nil {
 		ok, err := step.When.Bool(r.env)
 		if err != nil {
@@ -28,7 +27,7 @@ func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
 			return err
 		}
 		if !ok {
-			log.Info().Str("event", "step.skip").Str("when", step.When.Src).Msgf("skipped: %s is false", step.When.Src)
+			r.emit(step.ID, StepSkip{When: step.When.Src})
 			return r.recordEnd(step, Skipped, nil, nil)
 		}
 	}
@@ -60,7 +59,7 @@ func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
 	}); err != nil {
 		return err
 	}
-	log.Info().Str("event", "step.start").Str("kind", step.Kind).Str("title", step.Title()).Msg(step.Title())
+	r.emit(step.ID, StepStart{Kind: step.Kind, Title: step.Title()})
 
 	attempts, delay, backoff, maxDelay, on := 1, time.Second, 1.0, time.Duration(0), "transient"
 	if rt := step.Retry; rt != nil {
@@ -96,8 +95,7 @@ func (r *runner) runStep(ctx context.Context, step *schema.Step) error {
 			err = serr
 			break
 		}
-		log.Warn().Str("event", "step.retry").Int("attempt", attempt).Dur("delay", delay).Str("error", r.red.String(err.Error())).
-			Msgf("attempt %d of %d failed; retrying in %s", attempt, attempts, delay)
+		r.emit(step.ID, StepRetry{Attempt: attempt, Delay: delay, Error: r.red.String(err.Error()), Attempts: attempts})
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
@@ -128,12 +126,9 @@ func (r *runner) attempt(ctx context.Context, step *schema.Step, runner actions.
 	}
 	conns := r.conns.forStep()
 	defer conns.closeExtra()
-	rc := &actions.Context{Step: step, Env: r.env, Log: r.log.With().Str("step", step.ID).Logger(),
+	rc := &actions.Context{Step: step, Env: r.env,
 		Conns: conns, Redact: r.red, Dir: r.dir, File: r.rb.File, Journal: &journal{r: r, step: step.ID},
-		Approver: r, Attempt: n}
-	if r.o.Terminal {
-		rc.Terminal = r.o.Console
-	}
+		Approver: r, Attempt: n, Events: stepEvents{r: r, step: step.ID}}
 	out, err := runner.Run(ctx, rc)
 	if err != nil && ctx.Err() != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -169,12 +164,11 @@ func (r *runner) recordEnd(step *schema.Step, status string, out actions.Outputs
 	if status == Skipped {
 		return err
 	}
-	ev := r.log.Info()
+	end := StepEnd{Step: step.ID, Status: status, Duration: now.Sub(started), Outputs: summarize(out)}
 	if stepErr != nil {
-		ev = r.log.Error().Str("error", r.red.String(stepErr.Error()))
+		end.Error = r.red.String(stepErr.Error())
 	}
-	ev.Str("event", "step.end").Str("step", step.ID).Str("status", status).Dur("duration", now.Sub(started)).
-		Interface("outputs", summarize(out)).Msgf("%s %s", step.ID, status)
+	r.emit("", end)
 	return err
 }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/runbookhq/runbook/schema"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files of testdata/script/*.txtar (review the diff)")
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/script/*.txtar and testdata/screens (review the diff)")
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){

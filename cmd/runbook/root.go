@@ -74,6 +74,10 @@ func isCobraUsage(err error) bool {
 // printError writes an error for the operator: a document's errors one per
 // line as FILE:LINE:COL: message (with a snippet of the file on a terminal).
 func printError(s *streams, err error) {
+	var shown *shownError
+	if errors.As(err, &shown) {
+		return
+	}
 	var se schema.Errors
 	if errors.As(err, &se) {
 		tty := isTerminal(s.err)

@@ -19,7 +19,7 @@ import (
 type runFlags struct {
 	paramFlags
 	state, logPath, logFormat, operator, ticket string
-	yes                                         bool
+	yes, verbose                                bool
 	approve                                     []string
 }
 
@@ -27,7 +27,8 @@ func (f *runFlags) register(c *cobra.Command) {
 	f.paramFlags.register(c)
 	c.Flags().StringVar(&f.state, "state", "", "state: a file, or a control database postgres://USER@HOST/DB[?key=NAME] (default: $RUNBOOK_STATE, else .runbook/NAME-HASH.state.json, derived from the runbook and its non-secret params)")
 	c.Flags().StringVar(&f.logPath, "log", "", "audit log file: JSON lines, appended")
-	c.Flags().StringVar(&f.logFormat, "log-format", "", "console format: text or json (default: text on a terminal, json otherwise)")
+	c.Flags().StringVar(&f.logFormat, "log-format", "", "console format: text (the steps as they run, a summary) or json (every event, as in the audit log) (default: text on a terminal, json otherwise)")
+	c.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "text console: show every statement, notice, output and line of child output (the audit log always has them)")
 	c.Flags().StringVar(&f.operator, "operator", "", "who runs this, for the audit log (default: the OS user)")
 	c.Flags().StringVar(&f.ticket, "ticket", "", "change ticket id, recorded in the audit log")
 	c.Flags().BoolVar(&f.yes, "yes", false, "approve every confirm step")
@@ -97,7 +98,7 @@ func execute(ctx context.Context, s *streams, f *runFlags, ref string, o executo
 	o.Runbook, o.Values = rb, vals
 	o.LogPath, o.LogFormat = f.logPath, f.logFormat
 	o.Operator, o.Ticket, o.Yes, o.Approve = f.operator, f.ticket, f.yes, f.approve
-	o.Console, o.Terminal, o.Version = s.out, isTerminal(s.out), version
+	o.Console, o.Terminal, o.Version, o.Verbose = s.out, isTerminal(s.out), version, f.verbose
 	if o.Store, err = executor.OpenStore(f.state, rb, vals); err != nil {
 		return err
 	}
@@ -120,14 +121,28 @@ func execute(ctx context.Context, s *streams, f *runFlags, ref string, o executo
 	errFile, _ := s.err.(*os.File)
 	ctx, stop := executor.WithSignals(ctx, errFile)
 	defer stop()
-	fmt.Fprintf(s.err, "runbook: state %s\n", o.StatePath)
+	// On a terminal the step view says where the state is, and ends with
+	// the run's error and the command that resumes: not said twice.
+	onScreen := o.Terminal && f.logFormat != "json" && isTerminal(s.err)
+	if !onScreen {
+		fmt.Fprintf(s.err, "runbook: state %s\n", o.StatePath)
+	}
 	res, err := executor.Run(ctx, o)
 	if err == nil && res.AlreadySucceeded {
 		fmt.Fprintf(s.err, "runbook: the run %s already succeeded (ended %s): nothing to resume; runbook run starts a new one\n",
 			res.RunID, res.Ended.Format(time.RFC3339))
 	}
+	if err != nil && onScreen && res != nil && res.Shown {
+		return &shownError{err}
+	}
 	return err
 }
+
+// shownError is an error the console already showed: its exit code counts,
+// it is not printed again.
+type shownError struct{ error }
+
+func (e *shownError) Unwrap() error { return e.error }
 
 // resumeLine is the exact command that resumes a run, with secret values
 // (and a control database's password) left for the operator to supply;

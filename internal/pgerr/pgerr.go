@@ -1,6 +1,7 @@
 // Package pgerr is what runbook knows of PostgreSQL's errors: which are
 // worth retrying (Transient), and a statement's failure placed in its script
-// or list (SQLError), rendered for people and logged as an "sql.error" event.
+// or list (SQLError), rendered for people (actions emits it as the
+// sql.error event).
 package pgerr
 
 import (
@@ -13,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/rs/zerolog"
 )
 
 // Transient reports whether err is worth retrying as it is (docs/format.md, retry):
@@ -123,37 +123,6 @@ func (e *SQLError) Error() string {
 	}
 	b.WriteString("\n  SQL: " + Clip(e.SQL, 500))
 	return b.String()
-}
-
-// LogCommit logs the "sql.error" event of a failed COMMIT (a deferred
-// constraint, a serialization failure); nothing when err is not the
-// server's.
-func LogCommit(log zerolog.Logger, err error) {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		log.Error().Str("event", "sql.error").Str("sqlstate", pgErr.Code).Str("severity", pgErr.Severity).
-			Str("detail", pgErr.Detail).Str("hint", pgErr.Hint).Str("sql", "COMMIT").Msg(pgErr.Message)
-	}
-}
-
-// Log logs the "sql.error" event of the failed statement.
-func (e *SQLError) Log(log zerolog.Logger) {
-	ev := log.Error().Str("event", "sql.error").Int("statement", e.Statement).
-		Str("sqlstate", e.Code).Str("severity", e.Severity).Str("detail", e.Detail).Str("hint", e.Hint).
-		Int32("position", e.Position).Str("sql", e.SQL)
-	if e.ScriptLine > 0 {
-		ev = ev.Int("script_line", e.ScriptLine).Int("script_col", e.ScriptCol)
-	}
-	if e.Line > 0 {
-		ev = ev.Int("line", e.Line)
-		if e.File != "" {
-			ev = ev.Str("file", e.File)
-		}
-		if e.Col > 0 {
-			ev = ev.Int("col", e.Col)
-		}
-	}
-	ev.Msg(e.Message)
 }
 
 // Clip shortens s to at most n bytes (cut at a character's start) followed

@@ -1,5 +1,5 @@
 // Package pghook holds the hooks runbook installs on every PostgreSQL
-// connection it opens: server notices go to the log, and a done context
+// connection it opens: server notices go to the run's events, and a done context
 // cancels the running statement on the server instead of closing the session.
 package pghook
 
@@ -8,46 +8,16 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
-	"github.com/rs/zerolog"
 )
 
-// Install sets cfg's OnNotice to LogNotice with log, and its context watcher
-// to CancelOnContext.
-func Install(cfg *pgconn.Config, log zerolog.Logger) {
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { LogNotice(log, n) }
+// Install sets cfg's OnNotice to pass every server notice (RAISE NOTICE,
+// WARNING, the notices of DDL) to onNotice, and its context watcher to
+// CancelOnContext. Notices that arrive inside a pipeline (every statement of
+// sql and generate) reach onNotice too; the executor emits each as an
+// sql.notice event of the connection (actions.Notice).
+func Install(cfg *pgconn.Config, onNotice func(*pgconn.Notice)) {
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { onNotice(n) }
 	cfg.BuildContextWatcherHandler = CancelOnContext
-}
-
-// LogNotice logs a server notice (RAISE NOTICE, WARNING, the notices of DDL)
-// as an "sql.notice" event with its severity, SQLSTATE, message and, when the
-// server sent them, detail and hint. WARNING notices are logged at warn level,
-// the others at info.
-//
-// pgx delivers notices to the connection's ConnConfig.OnNotice, where
-// Install puts LogNotice with the logger of the connection (the executor's
-// carries the connection's name as "conn"), not of a step. Notices that
-// arrive inside a pipeline (every statement of sql and generate) reach
-// OnNotice too.
-func LogNotice(log zerolog.Logger, n *pgconn.Notice) {
-	sev := n.SeverityUnlocalized
-	if sev == "" {
-		sev = n.Severity
-	}
-	ev := log.Info()
-	if sev == "WARNING" {
-		ev = log.Warn()
-	}
-	ev = ev.Str("event", "sql.notice").Str("severity", sev).Str("sqlstate", n.Code)
-	if n.Detail != "" {
-		ev = ev.Str("detail", n.Detail)
-	}
-	if n.Hint != "" {
-		ev = ev.Str("hint", n.Hint)
-	}
-	if n.Where != "" {
-		ev = ev.Str("where", n.Where)
-	}
-	ev.Msg(n.Message)
 }
 
 // CancelOnContext is a pgconn context watcher that, when the context of a
