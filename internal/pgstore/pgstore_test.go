@@ -427,7 +427,7 @@ func TestLockGoesWithItsConnection(t *testing.T) {
 	if err := s1.Create([]byte("s\n")); err != nil {
 		t.Fatal(err)
 	}
-	srv.Exec(t, db, `SELECT pg_terminate_backend(backend_pid) FROM runbook_state.leases WHERE key = 'fenced'`)
+	srv.Exec(t, db, `SELECT pg_terminate_backend(backend_pid, 10000) FROM runbook_state.leases WHERE key = 'fenced'`) // waits until the session is gone
 	s2 := open(t, u, "fenced")
 	if err := s2.Lock(); err != nil {
 		t.Fatalf("the lock of a dead session: %v", err)
