@@ -11,6 +11,10 @@ import (
 	"github.com/runbookhq/runbook/internal/console"
 )
 
+// Every event's time, to the nanosecond; set once (zerolog's setting is global,
+// and a fleet runs several runs in one process).
+func init() { zerolog.TimeFieldFormat = time.RFC3339Nano }
+
 // setupLog builds the run's consumers of events: the console — the step
 // view for a person (internal/console) on a terminal or with --log-format
 // text, JSON lines otherwise — and the audit log file. Every byte goes
@@ -40,7 +44,6 @@ func (r *runner) setupLog() error {
 		r.st.afterSync = audit.waitSync
 		writers = append(writers, r.red.Writer(auditSink{audit}))
 	}
-	zerolog.TimeFieldFormat = time.RFC3339Nano
 	if len(writers) == 0 {
 		r.log = zerolog.Nop()
 	} else {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -294,11 +295,13 @@ type structInfo struct {
 	short    *fieldInfo
 }
 
-var structCache = map[reflect.Type]*structInfo{}
+// structCache holds each struct type's decoding information; documents may
+// be loaded concurrently (a fleet's workers each load theirs).
+var structCache sync.Map // reflect.Type → *structInfo
 
 func infoOf(t reflect.Type) *structInfo {
-	if si, ok := structCache[t]; ok {
-		return si
+	if si, ok := structCache.Load(t); ok {
+		return si.(*structInfo)
 	}
 	si := &structInfo{byKey: map[string]*fieldInfo{}, posField: -1, keysFld: -1}
 	for i := 0; i < t.NumField(); i++ {
@@ -340,8 +343,8 @@ func infoOf(t reflect.Type) *structInfo {
 			si.short = f
 		}
 	}
-	structCache[t] = si
-	return si
+	actual, _ := structCache.LoadOrStore(t, si)
+	return actual.(*structInfo)
 }
 
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, what string) {

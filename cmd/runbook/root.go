@@ -43,6 +43,10 @@ func Main(args []string, in io.Reader, out, errw io.Writer) int {
 		return exitcode.OK
 	}
 	code := exitcode.Of(err)
+	var silent *silentError
+	if errors.As(err, &silent) {
+		return code
+	}
 	var usage *usageError
 	if errors.As(err, &usage) || isCobraUsage(err) {
 		code = exitcode.Invalid
@@ -131,6 +135,8 @@ audit log (nothing more ran; resumable) · 130 interrupted.`,
 		newShowCmd(s),
 		newAuditCmd(s),
 		newReportCmd(s),
+		newFleetCmd(s),
+		newWorkerCmd(s),
 	)
 	return root
 }
