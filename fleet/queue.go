@@ -71,6 +71,7 @@ type Queue struct {
 	pool   *pgxpool.Pool
 	client *river.Client[pgx.Tx]
 	where  string // the URL without its password
+	raw    string // the URL as given
 }
 
 // Where names the queue in messages (its URL without a password).
@@ -98,7 +99,7 @@ func OpenQueue(ctx context.Context, rawURL string) (*Queue, error) {
 	if err != nil {
 		return nil, exitcode.With(exitcode.Environment, fmt.Errorf("queue %s: %v", where, redactErr(err, rawURL)))
 	}
-	q := &Queue{pool: pool, where: where}
+	q := &Queue{pool: pool, where: where, raw: rawURL}
 	if err := q.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, exitcode.With(exitcode.Environment, fmt.Errorf("queue %s: %v", where, redactErr(err, rawURL)))
@@ -138,6 +139,7 @@ CREATE TABLE IF NOT EXISTS ` + QueueSchema + `.fleet (
     yes             bool NOT NULL DEFAULT false,
     operator        text NOT NULL DEFAULT '',
     ticket          text NOT NULL DEFAULT '',
+    state           text NOT NULL DEFAULT '',
     errors          int NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
@@ -196,6 +198,28 @@ type EnqueueOptions struct {
 	Options
 	// Fleet is the fleet's id in the queue; "" for the runbook's name.
 	Fleet string
+	// State is where the runs' states go: "" for the queue's database (see
+	// WorkerOptions.State); the workers must be given the same.
+	State string
+}
+
+// stateName is how the queue records where a fleet's states are: "" for
+// the queue's database, a URL without its password, or a directory as
+// given.
+func stateName(state, queue string) string {
+	if state == "" || state == queue {
+		return ""
+	}
+	red := redact.New()
+	red.AddConnString(state)
+	return red.String(state)
+}
+
+func describeState(name string) string {
+	if name == "" {
+		return "the queue's database"
+	}
+	return name
 }
 
 // Enqueue starts a fleet through the queue: a row for the fleet, one per
@@ -226,10 +250,10 @@ func (q *Queue) Enqueue(ctx context.Context, o EnqueueOptions) (string, error) {
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			gen = 1
-			_, err = tx.Exec(ctx, `INSERT INTO `+QueueSchema+`.fleet (id, runbook, name, vars, size, max_concurrency, max_errors, concurrency_n, errors_n, fresh, yes, operator, ticket)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			_, err = tx.Exec(ctx, `INSERT INTO `+QueueSchema+`.fleet (id, runbook, name, vars, size, max_concurrency, max_errors, concurrency_n, errors_n, fresh, yes, operator, ticket, state)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 				id, o.Runbook, members[0].rb.Name, vars, size, o.MaxConcurrency.String(), o.MaxErrors.String(),
-				o.MaxConcurrency.Concurrency(size), o.MaxErrors.Errors(size), o.Fresh, o.Yes, o.Operator, o.Ticket)
+				o.MaxConcurrency.Concurrency(size), o.MaxErrors.Errors(size), o.Fresh, o.Yes, o.Operator, o.Ticket, stateName(o.State, q.raw))
 			if err != nil {
 				return err
 			}
@@ -265,9 +289,9 @@ func (q *Queue) Enqueue(ctx context.Context, o EnqueueOptions) (string, error) {
 				return err
 			}
 			_, err = tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet SET runbook = $2, name = $3, vars = $4, size = $5, max_concurrency = $6, max_errors = $7,
-				concurrency_n = $8, errors_n = $9, fresh = $10, yes = $11, operator = $12, ticket = $13, generation = $14, errors = 0, updated_at = now() WHERE id = $1`,
+				concurrency_n = $8, errors_n = $9, fresh = $10, yes = $11, operator = $12, ticket = $13, generation = $14, state = $15, errors = 0, updated_at = now() WHERE id = $1`,
 				id, o.Runbook, members[0].rb.Name, vars, size, o.MaxConcurrency.String(), o.MaxErrors.String(),
-				o.MaxConcurrency.Concurrency(size), o.MaxErrors.Errors(size), o.Fresh, o.Yes, o.Operator, o.Ticket, gen)
+				o.MaxConcurrency.Concurrency(size), o.MaxErrors.Errors(size), o.Fresh, o.Yes, o.Operator, o.Ticket, gen, stateName(o.State, q.raw))
 			if err != nil {
 				return err
 			}

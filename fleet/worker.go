@@ -62,9 +62,6 @@ func Work(ctx context.Context, o WorkerOptions) error {
 		host, _ := os.Hostname()
 		o.ID = fmt.Sprintf("%s:%d", host, os.Getpid())
 	}
-	if o.State == "" {
-		o.State = o.Queue
-	}
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
@@ -93,6 +90,9 @@ func Work(ctx context.Context, o WorkerOptions) error {
 	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 		return exitcode.With(exitcode.Environment, fmt.Errorf("worker: queue %s: %w", q.where, err))
 	}
+	reapCtx, stopReap := context.WithCancel(ctx)
+	defer stopReap()
+	go w.reap(reapCtx)
 	fmt.Fprintf(o.Out, "worker %s: taking runs from %s, %d at a time\n", o.ID, q.where, o.MaxWorkers)
 	if o.Started != nil {
 		o.Started()
@@ -112,6 +112,7 @@ type worker struct {
 	client   *river.Client[pgx.Tx]
 	stopping atomicBool
 	mu       sync.Mutex
+	warned   map[string]bool
 }
 
 type atomicBool struct {
@@ -125,10 +126,19 @@ func (b *atomicBool) Load() bool   { b.mu.Lock(); defer b.mu.Unlock(); return b.
 // Timeout implements river.Worker: a run takes as long as it takes.
 func (w *worker) Timeout(*river.Job[RunArgs]) time.Duration { return -1 }
 
+// stateSpec is where this worker's states go.
+func (w *worker) stateSpec() string {
+	if w.o.State != "" {
+		return w.o.State
+	}
+	return w.o.Queue
+}
+
 // claim is what the fleet's rows let a job do.
 type claim struct {
 	run        bool   // run it (else the job ends: nothing to do)
 	snooze     bool   // not now: the fleet's concurrency is full
+	wrongState string // not this worker's: it keeps states elsewhere
 	mode       string // "start", "resume" (asked by fleet resume), "takeover" (its worker died)
 	prevRunID  string
 	approve    []string
@@ -147,7 +157,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	var store executor.Store
 	var st *executor.Status
 	if lerr == nil {
-		s, err := openStore(w.o.State, members[0])
+		s, err := openStore(w.stateSpec(), members[0])
 		if err != nil {
 			lerr = err
 		} else {
@@ -175,6 +185,10 @@ func (w *worker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	}
 	if c.snooze {
 		closeStore()
+		if c.wrongState != "" {
+			w.warnOnce(c.wrongState + ": leaving its runs to other workers")
+			return river.JobSnooze(5 * time.Second)
+		}
 		return river.JobSnooze(time.Second + time.Duration(job.ID%7)*100*time.Millisecond)
 	}
 	if !c.run {
@@ -266,7 +280,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 
 // heldElsewhere reports whether a process holds the customer's run now.
 func (w *worker) heldElsewhere(mb *member) bool {
-	store, err := openStore(w.o.State, mb)
+	store, err := openStore(w.stateSpec(), mb)
 	if err != nil {
 		return false
 	}
@@ -277,7 +291,7 @@ func (w *worker) heldElsewhere(mb *member) bool {
 
 // readStatus reads a customer's state afresh.
 func (w *worker) readStatus(mb *member) (*executor.Status, error) {
-	store, err := openStore(w.o.State, mb)
+	store, err := openStore(w.stateSpec(), mb)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +301,7 @@ func (w *worker) readStatus(mb *member) (*executor.Status, error) {
 
 // writeReport writes a run's report into the worker's directory.
 func (w *worker) writeReport(mb *member, dir string) error {
-	store, err := openStore(w.o.State, mb)
+	store, err := openStore(w.stateSpec(), mb)
 	if err != nil {
 		return err
 	}
@@ -320,16 +334,28 @@ func exitOf(outcome string) int {
 	return exitcode.StepFailed
 }
 
+func (w *worker) warnOnce(msg string) {
+	w.mu.Lock()
+	if w.warned == nil {
+		w.warned = map[string]bool{}
+	}
+	seen := w.warned[msg]
+	w.warned[msg] = true
+	w.mu.Unlock()
+	if !seen {
+		w.say("warning: %s", msg)
+	}
+}
+
 func (w *worker) say(format string, args ...any) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	fmt.Fprintf(w.o.Out, format+"\n", args...)
 }
 
-// heartbeat keeps the job's attempt fresh while its run goes on, so that
-// River's rescuer (which takes over a job whose attempt began longer ago
-// than RescueAfter) leaves a live run alone and takes over only a run whose
-// worker died.
+// heartbeat keeps the job's attempt fresh (river_job.attempted_at) while
+// its run goes on: a run whose heartbeat stops for RescueAfter lost its
+// worker, and is taken over (reap).
 func (w *worker) heartbeat(ctx context.Context, job *river.Job[RunArgs]) {
 	t := time.NewTicker(w.o.RescueAfter / 4)
 	defer t.Stop()
@@ -346,6 +372,40 @@ func (w *worker) heartbeat(ctx context.Context, job *river.Job[RunArgs]) {
 	}
 }
 
+// reap takes over the runs whose worker died: a job of a run still
+// "running" whose heartbeat is older than RescueAfter goes back to the queue
+// (as River's own rescuer does for jobs with a timeout; a run has none, so
+// River leaves it to this). Every worker reaps; the update is conditional,
+// so a run is taken over once. The worker that takes its job resumes the run
+// exactly where it stopped; were its old worker only slow, the run's lock
+// keeps the two apart.
+func (w *worker) reap(ctx context.Context) {
+	t := time.NewTicker(w.o.RescueAfter / 4)
+	defer t.Stop()
+	for {
+		rows, err := w.q.pool.Query(ctx, `UPDATE `+QueueSchema+`.river_job
+			SET state = 'available', scheduled_at = now(),
+			    errors = array_append(errors, jsonb_build_object('at', now(), 'attempt', attempt, 'error', 'its worker fell silent: the run is taken over', 'trace', '')),
+			    metadata = metadata || jsonb_build_object('runbook:takeovers', coalesce((metadata->>'runbook:takeovers')::int, 0) + 1)
+			WHERE kind = $1 AND state = 'running' AND attempted_at < now() - make_interval(secs => $2)
+			RETURNING args->>'fleet', args->>'customer', attempted_by[cardinality(attempted_by)]`, RunArgs{}.Kind(), w.o.RescueAfter.Seconds())
+		if err == nil {
+			for rows.Next() {
+				var fleet, customer, by string
+				if rows.Scan(&fleet, &customer, &by) == nil {
+					w.say("%s/%s: its worker (%s) fell silent: back in the queue, to be resumed", fleet, customer, by)
+				}
+			}
+			rows.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // claim decides, in a transaction that holds the fleet's row, what the job
 // does: nothing (the run ended, or the job is of an older generation),
 // wait (the fleet's concurrency is full), be skipped (the fleet's errors
@@ -355,13 +415,21 @@ func (w *worker) claim(ctx context.Context, job *river.Job[RunArgs], curRunID st
 	c := &claim{}
 	err := pgx.BeginFunc(ctx, w.q.pool, func(tx pgx.Tx) error {
 		var gen, concN, errsN, errs int
-		err := tx.QueryRow(ctx, `SELECT generation, concurrency_n, errors_n, errors, fresh, yes, operator, ticket, name FROM `+QueueSchema+`.fleet WHERE id = $1 FOR UPDATE`, a.Fleet).
-			Scan(&gen, &concN, &errsN, &errs, &c.fresh, &c.yes, &c.operator, &c.ticket, &c.name)
+		var state string
+		err := tx.QueryRow(ctx, `SELECT generation, concurrency_n, errors_n, errors, fresh, yes, operator, ticket, name, state FROM `+QueueSchema+`.fleet WHERE id = $1 FOR UPDATE`, a.Fleet).
+			Scan(&gen, &concN, &errsN, &errs, &c.fresh, &c.yes, &c.operator, &c.ticket, &c.name, &state)
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && gen != a.Generation) {
 			return nil // a job of a fleet (generation) that is no more
 		}
 		if err != nil {
 			return err
+		}
+		if mine := stateName(w.o.State, w.o.Queue); state != mine {
+			// This worker keeps states elsewhere than the fleet: it must not
+			// run the fleet's runs (it would not find their states).
+			c.wrongState = fmt.Sprintf("fleet %s keeps its states in %s, this worker in %s (--state)", a.Fleet, describeState(state), describeState(mine))
+			c.snooze = true
+			return nil
 		}
 		var status string
 		var resume bool

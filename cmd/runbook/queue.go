@@ -66,7 +66,7 @@ func fleetEnqueue(ctx context.Context, s *streams, ff *fleetFlags, o fleet.Optio
 		return err
 	}
 	defer q.Close()
-	id, err := q.Enqueue(ctx, fleet.EnqueueOptions{Options: o, Fleet: ff.queue.fleet})
+	id, err := q.Enqueue(ctx, fleet.EnqueueOptions{Options: o, Fleet: ff.queue.fleet, State: ff.queue.state})
 	if err != nil {
 		return err
 	}
