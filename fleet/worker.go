@@ -451,7 +451,7 @@ func (w *worker) claim(ctx context.Context, job *river.Job[RunArgs], curRunID st
 			c.mode = "takeover"
 		case status == "queued" || resume:
 			if status == "queued" && errs > errsN {
-				_, err := tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET status = $3, error = $4, ended_at = now() WHERE fleet_id = $1 AND customer = $2`,
+				_, err := tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET status = $3, error = $4, ended_at = clock_timestamp() WHERE fleet_id = $1 AND customer = $2`,
 					a.Fleet, a.Customer, OutcomeSkipped, fmt.Sprintf("not started: more than %d runs failed", errsN))
 				if err == nil {
 					w.say("%s/%s: skipped: more than %d runs failed", a.Fleet, a.Customer, errsN)
@@ -482,7 +482,7 @@ func (w *worker) claim(ctx context.Context, job *river.Job[RunArgs], curRunID st
 		}
 		c.run = true
 		_, err = tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET status = 'running', resume = false, worker = $3, attempt = $4, prev_run_id = $5,
-			started_at = CASE WHEN $6 THEN now() ELSE coalesce(started_at, now()) END, ended_at = NULL, heartbeat_at = now(), error = NULL, exit = NULL
+			started_at = CASE WHEN $6 THEN clock_timestamp() ELSE coalesce(started_at, clock_timestamp()) END, ended_at = NULL, heartbeat_at = now(), error = NULL, exit = NULL
 			WHERE fleet_id = $1 AND customer = $2`, a.Fleet, a.Customer, w.o.ID, job.Attempt, c.prevRunID, c.mode == "start")
 		return err
 	})
@@ -501,7 +501,7 @@ func (w *worker) finish(ctx context.Context, job *river.Job[RunArgs], r *Result,
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM `+QueueSchema+`.fleet WHERE id = $1 FOR UPDATE`, a.Fleet); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET status = $3, exit = $4, error = nullif($5, ''), run_id = nullif($6, ''), state = nullif($7, ''), step = nullif($8, ''), ended_at = now()
+		tag, err := tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET status = $3, exit = $4, error = nullif($5, ''), run_id = nullif($6, ''), state = nullif($7, ''), step = nullif($8, ''), ended_at = clock_timestamp()
 			WHERE fleet_id = $1 AND customer = $2 AND status = 'running' AND worker = $9`,
 			a.Fleet, a.Customer, r.Outcome, r.Exit, r.Error, r.RunID, state, step, w.o.ID)
 		if err != nil || tag.RowsAffected() == 0 {
