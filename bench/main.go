@@ -1,5 +1,6 @@
 // Command bench is runbook's performance suite: the goals P1–P5 of
-// docs/performance.md, each measured against its yardstick (psql, bash).
+// docs/performance.md, each measured against its yardstick (psql, bash), and
+// F1, the fleet queue's overhead per run (bench/fleet.go).
 //
 //	make bench            # go run ./bench
 //	make bench QUICK=1    # go run ./bench -quick: smaller sizes, fewer rounds
@@ -67,7 +68,8 @@ type result struct {
 func main() {
 	quick := flag.Bool("quick", false, "smaller sizes and fewer rounds: a check that the suite works, not a measurement of the goals")
 	runs := flag.Int("runs", 0, "rounds per comparison (default 5; 3 with -quick)")
-	only := flag.String("only", "", "comma-separated goals to run (P1,P2,P3,P4,P5); default all")
+	only := flag.String("only", "", "comma-separated goals to run (P1,P2,P3,P4,P5,F1); default all")
+	f1Runs := flag.Int("f1-runs", 50, "F1: runs of the fleet, through the queue and locally")
 	p1Tables := flag.Int("p1-tables", 0, "P1: tables, one generated statement each (default 10000; 2000 with -quick)")
 	p2MB := flag.Int("p2-mb", 0, "P2: size of the database piped through pg_dump | pg_restore, in MB (default 1024; 100 with -quick)")
 	p4Stmts := flag.Int("p4-statements", 0, "P4: generated statements (default 1000000; 200000 with -quick)")
@@ -121,6 +123,11 @@ func main() {
 		}
 		if want("P5") {
 			if err := h.p5(1000); err != nil {
+				return err
+			}
+		}
+		if want("F1") {
+			if err := h.fleet(*f1Runs); err != nil {
 				return err
 			}
 		}

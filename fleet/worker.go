@@ -81,7 +81,10 @@ func Work(ctx context.Context, o WorkerOptions) error {
 		JobTimeout:           -1,
 		RescueStuckJobsAfter: o.RescueAfter,
 		FetchPollInterval:    time.Second,
-		Logger:               quietLogger(os.Stderr),
+		// A finished run's slot is filled at once (River's default waits
+		// 100 ms between fetches: a small run's time again).
+		FetchCooldown: 10 * time.Millisecond,
+		Logger:        quietLogger(os.Stderr),
 	})
 	if err != nil {
 		return err

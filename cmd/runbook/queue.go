@@ -82,7 +82,7 @@ func fleetEnqueue(ctx context.Context, s *streams, ff *fleetFlags, o fleet.Optio
 func waitQueued(ctx context.Context, s *streams, ff *fleetFlags, q *fleet.Queue, id string) error {
 	ctx, stop := signals(ctx, s)
 	defer stop()
-	_, err := q.Wait(ctx, id, 500*time.Millisecond, func(r *fleet.Row) {
+	_, err := q.Wait(ctx, id, 200*time.Millisecond, func(r *fleet.Row) {
 		line := fmt.Sprintf("%s: %s", r.Customer, r.Outcome)
 		if r.Worker != "" && r.Outcome != fleet.OutcomeNotStarted {
 			line += " (" + r.Worker + ")"
