@@ -43,7 +43,11 @@ func WriteReports(dir string, t *Table, open func(customer string) (executor.Sto
 			store = s
 		}
 		path := ReportPath(dir, r.Customer)
-		if err := writeReport(store, r.State, LogPath(dir, r.Customer), path); err != nil {
+		err := writeReport(store, r.State, LogPath(dir, r.Customer), path)
+		if store != nil {
+			store.Close()
+		}
+		if err != nil {
 			return nil, fmt.Errorf("customer %s: report: %w", r.Customer, err)
 		}
 		out[r.Customer] = path
