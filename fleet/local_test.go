@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runbookhq/runbook/internal/exitcode"
 )
@@ -315,4 +316,59 @@ func TestExitCode(t *testing.T) {
 			t.Errorf("%v: %d, want %d", c.outcomes, got, c.want)
 		}
 	}
+}
+
+// An interrupted fleet (the first Ctrl-C: its context cancelled) stops its
+// runs in flight, resumable, starts no new one, and exits 130; fleet resume
+// then finishes every customer, each migrated exactly once.
+func TestLocalFleetInterruptedThenResumed(t *testing.T) {
+	f := newFixture(t, 4, "0.3")
+	var files []string
+	for _, c := range names("c", 5) {
+		files = append(files, f.customer(t, c))
+	}
+	customers, err := Customers(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(f.dir, "fleet")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Once two runs have begun their work.
+		for atoi(f.srv.QueryValue(t, f.db, `SELECT count(DISTINCT customer) FROM effects`)) < 2 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+	}()
+	sum, err := Run(ctx, Options{Runbook: f.runbook, Customers: customers, Dir: dir, MaxConcurrency: mustLimit(t, "2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Code != exitcode.Interrupted {
+		t.Errorf("code %d, want 130 (%v)", sum.Code, sum.Outcomes)
+	}
+	interrupted, notStarted := 0, 0
+	for _, o := range sum.Outcomes {
+		switch o {
+		case OutcomeInterrupt:
+			interrupted++
+		case OutcomeNotStarted:
+			notStarted++
+		}
+	}
+	if interrupted != 2 || notStarted != 3 {
+		t.Errorf("outcomes %v: want 2 interrupted, 3 not started", sum.Outcomes)
+	}
+	sum, err = Resume(context.Background(), Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Code != exitcode.OK || len(sum.Outcomes) != 5 {
+		t.Errorf("resume: code %d, outcomes %v", sum.Code, sum.Outcomes)
+	}
+	counts, bad := f.effects(t)
+	if len(counts) != 5 || len(bad) > 0 {
+		t.Errorf("effects %v; not once: %v", counts, bad)
+	}
+	verifyLogs(t, dir, names("c", 5))
 }
