@@ -42,7 +42,8 @@ type fleetFlags struct {
 	queue queueFlags
 }
 
-func (f *fleetFlags) register(c *cobra.Command) {
+func (f *fleetFlags) register(c *cobra.Command, s *streams) {
+	f.queue.s = s
 	c.Flags().StringVar(&f.dir, "dir", "", "the fleet's directory: states, audit logs and reports (default .runbook/fleet/RUNBOOK)")
 	f.queue.register(c)
 }
@@ -150,7 +151,7 @@ of --max-errors); 3 a run waits for approval (fleet resume --approve ID);
 			return finishPass(s, sum)
 		},
 	}
-	ff.register(c)
+	ff.register(c, s)
 	ro.register(c, false)
 	c.Flags().StringArrayVar(&varsFiles, "vars", nil, "customers' vars files: one customer per file, named after it (repeatable; patterns expanded)")
 	c.Flags().StringArrayVar(&vars, "var", nil, "param value NAME=VALUE for every customer (repeatable; never a secret)")
@@ -210,7 +211,7 @@ runs in progress). The exit code is the fleet's as it stands (fleet run).`,
 			return nil
 		},
 	}
-	ff.register(c)
+	ff.register(c, s)
 	c.Flags().StringVar(&format, "format", "text", "output format: text or json")
 	return c
 }
@@ -266,7 +267,7 @@ counted afresh. --customer NAME resumes only that customer (repeatable).`,
 			return finishPass(s, sum)
 		},
 	}
-	ff.register(c)
+	ff.register(c, s)
 	ro.register(c, true)
 	c.Flags().StringArrayVar(&only, "customer", nil, "resume only this customer (repeatable)")
 	c.Flags().StringVar(&conc, "max-concurrency", "", "runs at a time: N, or N% of the fleet (default: the fleet's)")
@@ -322,7 +323,7 @@ standard output, or to --out FILE (its links are then relative to FILE).`,
 			return f.Close()
 		},
 	}
-	ff.register(c)
+	ff.register(c, s)
 	c.Flags().StringVar(&out, "out", "", "write the summary to FILE (links relative to it)")
 	return c
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/fleet"
+	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/runbooks"
 )
 
@@ -18,9 +19,12 @@ import (
 type queueFlags struct {
 	url, state, fleet string
 	wait              bool
+	cmd               *cobra.Command
+	s                 *streams
 }
 
 func (q *queueFlags) register(c *cobra.Command) {
+	q.cmd = c
 	c.Flags().StringVar(&q.url, "queue", os.Getenv("RUNBOOK_QUEUE"), "run through the queue in this PostgreSQL database (postgres://…; default $RUNBOOK_QUEUE); give its password with PGPASSWORD or ~/.pgpass, not in the URL")
 	c.Flags().StringVar(&q.state, "state", "", "with --queue: where the runs' states are (default: the queue's database; a directory for file states that the workers share)")
 	c.Flags().StringVar(&q.fleet, "fleet", "", "with --queue: the fleet's id in the queue (default: the runbook's name)")
@@ -53,10 +57,26 @@ func (q *queueFlags) fleetID(ref string) (string, error) {
 }
 
 func openQueue(ctx context.Context, ff *fleetFlags) (*fleet.Queue, error) {
+	if ff.queue.cmd != nil {
+		warnURLPassword(ff.queue.s, "--queue", ff.queue.url, !ff.queue.cmd.Flags().Changed("queue"))
+		if ff.queue.cmd.Flags().Changed("state") {
+			warnURLPassword(ff.queue.s, "--state", ff.queue.state, false)
+		}
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	return fleet.OpenQueue(ctx, ff.queue.url)
+}
+
+// warnURLPassword warns when a URL given on the command line holds a
+// password: every user of the machine can read it (ps, /proc) while runbook
+// runs.
+func warnURLPassword(s *streams, flag, raw string, fromEnv bool) {
+	if fromEnv || len(redact.PasswordsInConnString(raw)) == 0 {
+		return
+	}
+	fmt.Fprintf(s.err, "runbook: warning: %s holds a password, which every user of this machine can read on the command line (ps, /proc) while runbook runs; give it with PGPASSWORD or ~/.pgpass instead, or set $RUNBOOK_QUEUE\n", flag)
 }
 
 // fleetEnqueue is fleet run --queue.
@@ -202,6 +222,10 @@ Audit logs and reports go to --dir (default .runbook/fleet/RUNBOOK).`,
 				return usagef("--rescue-after: at least 4s")
 			}
 			o.Version, o.Out = version, s.out
+			warnURLPassword(s, "--queue", o.Queue, !c.Flags().Changed("queue"))
+			if c.Flags().Changed("state") {
+				warnURLPassword(s, "--state", o.State, false)
+			}
 			ctx, stop := signals(c.Context(), s)
 			defer stop()
 			return fleet.Work(ctx, o)
