@@ -50,7 +50,10 @@ type RunArgs struct {
 	Fleet      string   `json:"fleet" river:"unique"`
 	Generation int      `json:"generation" river:"unique"`
 	Customer   string   `json:"customer" river:"unique"`
-	Runbook    string   `json:"runbook"`
+	// Round counts the jobs of a customer's run that fleet resume added
+	// (when the last one had not yet left the running state).
+	Round   int    `json:"round,omitempty" river:"unique"`
+	Runbook string `json:"runbook"`
 	Vars       []string `json:"vars"`
 	// Var are NAME=VALUE params for every customer (never a secret).
 	Var []string `json:"var,omitempty"`
@@ -149,6 +152,7 @@ CREATE TABLE IF NOT EXISTS ` + QueueSchema + `.fleet_run (
     customer     text NOT NULL,
     vars         jsonb NOT NULL,
     job_id       bigint,
+    round        int NOT NULL DEFAULT 0,
     status       text NOT NULL DEFAULT 'queued',
     resume       bool NOT NULL DEFAULT false,
     approve      jsonb NOT NULL DEFAULT '[]',
@@ -372,7 +376,7 @@ func (q *Queue) ResumeQueued(ctx context.Context, id string, o Options) ([]strin
 		}
 		var vars []string
 		json.Unmarshal(varsJSON, &vars)
-		rows, err := tx.Query(ctx, `SELECT customer, status, job_id, vars, run_id IS NOT NULL OR status NOT IN ('queued', 'skipped') FROM `+QueueSchema+`.fleet_run
+		rows, err := tx.Query(ctx, `SELECT customer, status, job_id, round, vars, run_id IS NOT NULL OR status NOT IN ('queued', 'skipped') FROM `+QueueSchema+`.fleet_run
 			WHERE fleet_id = $1 AND status NOT IN ('succeeded', 'running') AND (cardinality($2::text[]) = 0 OR customer = ANY($2)) ORDER BY customer`, id, nonNil(o.Only))
 		if err != nil {
 			return err
@@ -380,6 +384,7 @@ func (q *Queue) ResumeQueued(ctx context.Context, id string, o Options) ([]strin
 		type todo struct {
 			customer string
 			job      *int64
+			round    int
 			vars     []string
 			began    bool
 		}
@@ -388,7 +393,7 @@ func (q *Queue) ResumeQueued(ctx context.Context, id string, o Options) ([]strin
 			var t todo
 			var status string
 			var cv []byte
-			if err := rows.Scan(&t.customer, &status, &t.job, &cv, &t.began); err != nil {
+			if err := rows.Scan(&t.customer, &status, &t.job, &t.round, &cv, &t.began); err != nil {
 				return err
 			}
 			json.Unmarshal(cv, &t.vars)
@@ -404,24 +409,28 @@ func (q *Queue) ResumeQueued(ctx context.Context, id string, o Options) ([]strin
 				id, t.customer, t.began, status, approve, rerun, took); err != nil {
 				return err
 			}
-			retried := false
+			again := false
 			if t.job != nil {
-				_, err := q.client.JobRetryTx(ctx, tx, *t.job)
+				// The customer's job, made available again. One still
+				// running has recorded its run's end but not yet left the
+				// running state (River completes jobs asynchronously): it
+				// will not be fetched again, so a new job takes its place.
+				job, err := q.client.JobRetryTx(ctx, tx, *t.job)
 				switch {
 				case err == nil:
-					retried = true
+					again = job.State != rivertype.JobStateRunning
 				case !errors.Is(err, river.ErrNotFound):
 					return err
 				}
 			}
-			if !retried {
-				// The job was cleaned out of the queue (River keeps finished
-				// jobs for a day): a new one.
-				res, err := q.client.InsertTx(ctx, tx, RunArgs{Fleet: id, Generation: gen, Customer: t.customer, Runbook: runbook, Vars: t.vars, Var: vars}, nil)
+			if !again {
+				// A new job: the last one is running still, or was cleaned
+				// out of the queue (River keeps finished jobs for a day).
+				res, err := q.client.InsertTx(ctx, tx, RunArgs{Fleet: id, Generation: gen, Customer: t.customer, Round: t.round + 1, Runbook: runbook, Vars: t.vars, Var: vars}, nil)
 				if err != nil {
 					return err
 				}
-				if _, err := tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET job_id = $3 WHERE fleet_id = $1 AND customer = $2`, id, t.customer, res.Job.ID); err != nil {
+				if _, err := tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET job_id = $3, round = $4 WHERE fleet_id = $1 AND customer = $2`, id, t.customer, res.Job.ID, t.round+1); err != nil {
 					return err
 				}
 			}

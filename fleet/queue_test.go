@@ -221,3 +221,39 @@ func atoi(s string) int {
 	fmt.Sscan(s, &n)
 	return n
 }
+
+// A run that needs approval pauses (fleet run --wait exits 3); fleet resume
+// --approve puts it back in the queue, a worker resumes it with the
+// approval, and the runs that succeeded are left alone.
+func TestQueueFleetApproval(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes: skipped with -short")
+	}
+	f := newFixture(t, 2, "0")
+	queue := f.srv.NewDatabase(t)
+	qdb := pgtest.DatabaseName(t, queue)
+	f.customer(t, "c01")
+	f.customer(t, "c02", `confirm: "yes"`)
+	f.customer(t, "c03")
+	bin := testbin.Build(t)
+	startWorker(t, bin, f, queue, "w1", "--max-workers", "2")
+	code, out := testbin.Run(t, bin, testbin.Cmd{Dir: f.dir}, "fleet", "run", "migrate.yaml", "--vars", "customers/*.yaml",
+		"--queue", queue, "--state", queueState(t, f), "--wait")
+	if code != 3 || !strings.Contains(out, "c02: approval-required") || !strings.Contains(out, "--approve approve") {
+		t.Fatalf("fleet run --wait: exit %d, want 3\n%s", code, out)
+	}
+	ended := f.srv.QueryValue(t, qdb, `SELECT ended_at FROM runbook_queue.fleet_run WHERE customer = 'c01'`)
+	code, out = testbin.Run(t, bin, testbin.Cmd{Dir: f.dir}, "fleet", "resume", "--queue", queue, "--fleet", "fleet-test",
+		"--state", queueState(t, f), "--approve", "approve", "--wait")
+	if code != 0 || !strings.Contains(out, "1 runs back in the queue: c02") {
+		t.Fatalf("fleet resume --approve --wait: exit %d, want 0\n%s", code, out)
+	}
+	if got := f.srv.QueryValue(t, qdb, `SELECT ended_at FROM runbook_queue.fleet_run WHERE customer = 'c01'`); got != ended {
+		t.Errorf("c01, which had succeeded, ran again (ended %s, then %s)", ended, got)
+	}
+	counts, bad := f.effects(t)
+	if len(counts) != 3 || len(bad) > 0 {
+		t.Errorf("effects %v; not once: %v", counts, bad)
+	}
+	verifyLogs(t, filepath.Join(f.dir, "logs"), []string{"c01", "c02", "c03"})
+}

@@ -453,11 +453,16 @@ func (w *worker) claim(ctx context.Context, job *river.Job[RunArgs], curRunID st
 		case status == OutcomeRunning:
 			c.mode = "takeover"
 		case status == "queued" || resume:
-			if status == "queued" && errs > errsN {
-				_, err := tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET status = $3, error = $4, ended_at = clock_timestamp() WHERE fleet_id = $1 AND customer = $2`,
-					a.Fleet, a.Customer, OutcomeSkipped, fmt.Sprintf("not started: more than %d runs failed", errsN))
+			if errs > errsN {
+				// The fleet's errors exceed its max-errors: no new run (nor
+				// resume) starts. A run resumed keeps how it ended.
+				if status == "queued" {
+					status = OutcomeSkipped
+				}
+				_, err := tx.Exec(ctx, `UPDATE `+QueueSchema+`.fleet_run SET status = $3, resume = false, error = $4, ended_at = clock_timestamp() WHERE fleet_id = $1 AND customer = $2`,
+					a.Fleet, a.Customer, status, fmt.Sprintf("not started: more than %d runs failed", errsN))
 				if err == nil {
-					w.say("%s/%s: skipped: more than %d runs failed", a.Fleet, a.Customer, errsN)
+					w.say("%s/%s: not started: more than %d runs failed", a.Fleet, a.Customer, errsN)
 				}
 				return err
 			}
