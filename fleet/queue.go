@@ -47,14 +47,14 @@ const (
 // it holds no secret (secrets come from the vars files or the worker's
 // environment).
 type RunArgs struct {
-	Fleet      string   `json:"fleet" river:"unique"`
-	Generation int      `json:"generation" river:"unique"`
-	Customer   string   `json:"customer" river:"unique"`
+	Fleet      string `json:"fleet" river:"unique"`
+	Generation int    `json:"generation" river:"unique"`
+	Customer   string `json:"customer" river:"unique"`
 	// Round counts the jobs of a customer's run that fleet resume added
 	// (when the last one had not yet left the running state).
-	Round   int    `json:"round,omitempty" river:"unique"`
-	Runbook string `json:"runbook"`
-	Vars       []string `json:"vars"`
+	Round   int      `json:"round,omitempty" river:"unique"`
+	Runbook string   `json:"runbook"`
+	Vars    []string `json:"vars"`
 	// Var are NAME=VALUE params for every customer (never a secret).
 	Var []string `json:"var,omitempty"`
 }
