@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -126,8 +127,8 @@ func Customers(files []string) ([]Customer, error) {
 		}
 		for _, m := range matches {
 			name := CustomerName(m)
-			if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, "/\\") {
-				return nil, exitcode.With(exitcode.Invalid, fmt.Errorf("--vars %s: a customer is named after its vars file, and %q is no name", m, name))
+			if !validName.MatchString(name) {
+				return nil, exitcode.With(exitcode.Invalid, fmt.Errorf("--vars %s: a customer is named after its vars file, and %q is not a name of letters, digits, dots, dashes and underscores", m, name))
 			}
 			if prev, ok := seen[name]; ok {
 				if prev == m {
@@ -144,6 +145,10 @@ func Customers(files []string) ([]Customer, error) {
 	}
 	return out, nil
 }
+
+// validName is a customer's name, or a fleet's id: it names files and a
+// run's key in a control database.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$`)
 
 // DefaultDir is where a fleet of the runbook named name keeps its files.
 func DefaultDir(name string) string { return filepath.Join(".runbook", "fleet", name) }

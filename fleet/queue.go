@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/runbookhq/runbook/executor"
 	"github.com/runbookhq/runbook/internal/exitcode"
+	"github.com/runbookhq/runbook/internal/pgstore"
 	"github.com/runbookhq/runbook/internal/redact"
 	"github.com/runbookhq/runbook/internal/shellword"
 )
@@ -244,6 +246,9 @@ func (q *Queue) Enqueue(ctx context.Context, o EnqueueOptions) (string, error) {
 	id := o.Fleet
 	if id == "" {
 		id = members[0].rb.Name
+	}
+	if !validName.MatchString(id) {
+		return "", exitcode.With(exitcode.Invalid, fmt.Errorf("--fleet %q: a fleet's id is letters, digits, dots, dashes and underscores", id))
 	}
 	o.MaxConcurrency, o.MaxErrors = withDefaults(o.MaxConcurrency, o.MaxErrors)
 	size := len(members)
@@ -533,20 +538,33 @@ func (q *Queue) Wait(ctx context.Context, id string, every time.Duration, seen f
 	}
 }
 
-// StoreSpec is where a customer's state goes: a postgres:// URL is the
-// PostgreSQL store (executor.OpenStore keys the run within it); anything
-// else is a directory of file stores, one per customer (StatePath), for
-// workers that share a file system.
-func StoreSpec(spec, customer string) string {
-	if strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://") {
-		return spec
+// StoreSpec is where a customer's state goes: in a control database (a
+// postgres:// URL: the PostgreSQL store, docs/state-postgres.md) the run
+// keyed fleet.FLEET.CUSTOMER (the URL's own ?key= is replaced: every
+// customer has a run of its own, whatever its params); anything else is a
+// directory of state files, one per customer (StatePath), for workers that
+// share a file system.
+func StoreSpec(spec, fleet, customer string) string {
+	if !pgstore.IsURL(spec) {
+		return StatePath(spec, customer)
 	}
-	return StatePath(spec, customer)
+	key := StoreKey(fleet, customer)
+	u, err := url.Parse(strings.TrimSpace(spec))
+	if err != nil {
+		return spec // OpenStore says what is wrong with it
+	}
+	q := u.Query()
+	q.Set(pgstore.KeyParam, key)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
+// StoreKey is a fleet customer's run in a control database.
+func StoreKey(fleet, customer string) string { return "fleet." + fleet + "." + customer }
+
 // openStore opens a customer's state store.
-func openStore(spec string, mb *member) (executor.Store, error) {
-	return executor.OpenStore(StoreSpec(spec, mb.Name), mb.rb, mb.vals)
+func openStore(spec, fleet string, mb *member) (executor.Store, error) {
+	return executor.OpenStore(StoreSpec(spec, fleet, mb.Name), mb.rb, mb.vals)
 }
 
 // QueueStatus is the fleet's status table from the queue, with each run's
@@ -576,7 +594,7 @@ func (q *Queue) fillState(r *Row, f *QueuedFleet, stateSpec string) {
 	if err != nil {
 		return
 	}
-	store, err := openStore(stateSpec, members[0])
+	store, err := openStore(stateSpec, f.ID, members[0])
 	if err != nil {
 		return
 	}
@@ -600,10 +618,10 @@ func (q *Queue) fillState(r *Row, f *QueuedFleet, stateSpec string) {
 
 // OpenCustomerStore opens a customer's state store in spec (StoreSpec),
 // resolving its params without secrets: for status and reports.
-func OpenCustomerStore(spec, runbook string, vars []string, c Customer) (executor.Store, error) {
+func OpenCustomerStore(spec, fleet, runbook string, vars []string, c Customer) (executor.Store, error) {
 	members, err := load(runbook, vars, []Customer{c}, true)
 	if err != nil {
 		return nil, err
 	}
-	return openStore(spec, members[0])
+	return openStore(spec, fleet, members[0])
 }

@@ -15,10 +15,14 @@ import (
 	"github.com/runbookhq/runbook/internal/testbin"
 )
 
-// queueState is where the queue tests keep the runs' states: a directory of
-// file stores that the workers share.
-func queueState(t *testing.T, f *fleetFixture) string {
-	return filepath.Join(f.dir, "states")
+// stateArgs are the --state flags of a queue test's commands: none for the
+// PostgreSQL store in the queue's database, or a directory of state files
+// that the workers share.
+func stateArgs(state string) []string {
+	if state == "" {
+		return nil
+	}
+	return []string{"--state", state}
 }
 
 // workerProc is a runbook worker running as a process of its own.
@@ -43,11 +47,11 @@ func (w *workerProc) output() string {
 
 // startWorker starts `runbook worker` in the fixture's directory; the test's
 // end stops it (SIGTERM, then SIGKILL).
-func startWorker(t *testing.T, bin string, f *fleetFixture, queue, id string, args ...string) *workerProc {
+func startWorker(t *testing.T, bin string, f *fleetFixture, queue, state, id string, args ...string) *workerProc {
 	t.Helper()
 	w := &workerProc{id: id}
-	all := append([]string{"worker", "--queue", queue, "--state", queueState(t, f), "--dir", filepath.Join(f.dir, "logs"),
-		"--rescue-after", "4s", "--id", id}, args...)
+	all := append(append([]string{"worker", "--queue", queue, "--dir", filepath.Join(f.dir, "logs"),
+		"--rescue-after", "4s", "--id", id}, stateArgs(state)...), args...)
 	w.cmd = exec.Command(bin, all...)
 	w.cmd.Dir = f.dir
 	w.cmd.Stdout, w.cmd.Stderr = w, w
@@ -88,12 +92,24 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // killed with SIGKILL while it runs several customers: the other takes its
 // runs over and resumes them; every customer ends migrated exactly once
 // (every step's effect once, every run begun once), each audit log
-// verifies, and neither the queue nor any file holds a secret.
+// verifies, and neither the queue, the states nor any file holds a secret.
+// The states in the queue's database (the PostgreSQL store, whose run lock
+// is a session advisory lock with a lease), and in state files the workers
+// share.
 func TestQueueFleetWorkerKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts worker processes: skipped with -short")
 	}
+	t.Run("postgres store", func(t *testing.T) { workerKilled(t, false) })
+	t.Run("shared state files", func(t *testing.T) { workerKilled(t, true) })
+}
+
+func workerKilled(t *testing.T, files bool) {
 	f := newFixture(t, 8, "0.15")
+	state := ""
+	if files {
+		state = filepath.Join(f.dir, "states")
+	}
 	queue := f.srv.NewDatabase(t)
 	qdb := pgtest.DatabaseName(t, queue)
 	customers := names("c", 20)
@@ -101,11 +117,11 @@ func TestQueueFleetWorkerKilled(t *testing.T) {
 		f.customer(t, c)
 	}
 	bin := testbin.Build(t)
-	w1 := startWorker(t, bin, f, queue, "w1", "--max-workers", "4")
-	w2 := startWorker(t, bin, f, queue, "w2", "--max-workers", "4")
+	w1 := startWorker(t, bin, f, queue, state, "w1", "--max-workers", "4")
+	w2 := startWorker(t, bin, f, queue, state, "w2", "--max-workers", "4")
 
-	code, out := testbin.Run(t, bin, testbin.Cmd{Dir: f.dir}, "fleet", "run", "migrate.yaml", "--vars", "customers/*.yaml",
-		"--queue", queue, "--state", queueState(t, f), "--max-concurrency", "8")
+	code, out := testbin.Run(t, bin, testbin.Cmd{Dir: f.dir}, append([]string{"fleet", "run", "migrate.yaml", "--vars", "customers/*.yaml",
+		"--queue", queue, "--max-concurrency", "8"}, stateArgs(state)...)...)
 	if code != 0 {
 		t.Fatalf("fleet run --queue: exit %d\n%s", code, out)
 	}
@@ -154,12 +170,25 @@ func TestQueueFleetWorkerKilled(t *testing.T) {
 	verifyLogs(t, filepath.Join(f.dir, "logs"), customers)
 
 	// fleet status through the queue: every customer succeeded, exit 0.
-	code, out = testbin.Run(t, bin, testbin.Cmd{Dir: f.dir}, "fleet", "status", "--queue", queue, "--fleet", "fleet-test", "--state", queueState(t, f))
+	code, out = testbin.Run(t, bin, testbin.Cmd{Dir: f.dir}, append([]string{"fleet", "status", "--queue", queue, "--fleet", "fleet-test"}, stateArgs(state)...)...)
 	if code != 0 || strings.Count(out, " succeeded ") != 20 {
 		t.Errorf("fleet status: exit %d\n%s", code, out)
 	}
 	noSecret(t, filepath.Join(f.dir, "logs"), f.password)
-	noSecret(t, queueState(t, f), f.password)
+	if files {
+		noSecret(t, state, f.password)
+	} else {
+		// Every customer's state is in the queue's database, keyed by the
+		// fleet and the customer; none holds the secret.
+		if n := f.srv.QueryValue(t, qdb, `SELECT count(*) FROM runbook_state.runs WHERE key LIKE 'fleet.fleet-test.c%'`); n != "20" {
+			t.Errorf("%s states in the queue's database, want 20", n)
+		}
+		if n := f.srv.QueryValue(t, qdb, `SELECT (SELECT count(*) FROM runbook_state.runs WHERE position(convert_to($1, 'UTF8') IN snapshot) > 0)
+			+ (SELECT count(*) FROM runbook_state.journal WHERE position(convert_to($1, 'UTF8') IN record) > 0)
+			+ (SELECT count(*) FROM runbook_state.blob_chunks WHERE position(convert_to($1, 'UTF8') IN data) > 0)`, f.password); n != "0" {
+			t.Errorf("the states hold the secret in %s rows", n)
+		}
+	}
 	if n := f.srv.QueryValue(t, qdb, `SELECT (SELECT count(*) FROM runbook_queue.river_job WHERE args::text LIKE '%' || $1 || '%')
 		+ (SELECT count(*) FROM runbook_queue.fleet_run r WHERE r::text LIKE '%' || $1 || '%')
 		+ (SELECT count(*) FROM runbook_queue.fleet r WHERE r::text LIKE '%' || $1 || '%')`, f.password); n != "0" {
@@ -184,10 +213,10 @@ func TestQueueFleetMaxErrors(t *testing.T) {
 		f.customer(t, c)
 	}
 	bin := testbin.Build(t)
-	startWorker(t, bin, f, queue, "w1", "--max-workers", "2")
-	startWorker(t, bin, f, queue, "w2", "--max-workers", "2")
+	startWorker(t, bin, f, queue, "", "w1", "--max-workers", "2")
+	startWorker(t, bin, f, queue, "", "w2", "--max-workers", "2")
 	code, out := testbin.Run(t, bin, testbin.Cmd{Dir: f.dir, Timeout: 3 * time.Minute}, "fleet", "run", "migrate.yaml", "--vars", "customers/*.yaml",
-		"--queue", queue, "--state", queueState(t, f), "--max-concurrency", "2", "--max-errors", "2", "--wait")
+		"--queue", queue, "--max-concurrency", "2", "--max-errors", "2", "--wait")
 	if code != 1 {
 		t.Fatalf("fleet run --wait: exit %d, want 1\n%s", code, out)
 	}
@@ -236,15 +265,15 @@ func TestQueueFleetApproval(t *testing.T) {
 	f.customer(t, "c02", `confirm: "yes"`)
 	f.customer(t, "c03")
 	bin := testbin.Build(t)
-	startWorker(t, bin, f, queue, "w1", "--max-workers", "2")
+	startWorker(t, bin, f, queue, "", "w1", "--max-workers", "2")
 	code, out := testbin.Run(t, bin, testbin.Cmd{Dir: f.dir}, "fleet", "run", "migrate.yaml", "--vars", "customers/*.yaml",
-		"--queue", queue, "--state", queueState(t, f), "--wait")
+		"--queue", queue, "--wait")
 	if code != 3 || !strings.Contains(out, "c02: approval-required") || !strings.Contains(out, "--approve approve") {
 		t.Fatalf("fleet run --wait: exit %d, want 3\n%s", code, out)
 	}
 	ended := f.srv.QueryValue(t, qdb, `SELECT ended_at FROM runbook_queue.fleet_run WHERE customer = 'c01'`)
 	code, out = testbin.Run(t, bin, testbin.Cmd{Dir: f.dir}, "fleet", "resume", "--queue", queue, "--fleet", "fleet-test",
-		"--state", queueState(t, f), "--approve", "approve", "--wait")
+		"--approve", "approve", "--wait")
 	if code != 0 || !strings.Contains(out, "1 runs back in the queue: c02") {
 		t.Fatalf("fleet resume --approve --wait: exit %d, want 0\n%s", code, out)
 	}

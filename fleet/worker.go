@@ -160,7 +160,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	var store executor.Store
 	var st *executor.Status
 	if lerr == nil {
-		s, err := openStore(w.stateSpec(), members[0])
+		s, err := openStore(w.stateSpec(), a.Fleet, members[0])
 		if err != nil {
 			lerr = err
 		} else {
@@ -243,7 +243,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	store.Close() // Run closes what it opened; a lock it could not take left nothing open
 
 	outcome := outcomeOf(res, runErr)
-	if outcome == OutcomeRefused && w.heldElsewhere(mb) {
+	if outcome == OutcomeRefused && w.heldElsewhere(a.Fleet, mb) {
 		{
 			// Another worker runs it now (a job taken over from a worker
 			// that was only slow): leave it to that one, and look again
@@ -266,7 +266,7 @@ func (w *worker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 		r.Error = executor.Secrets(mb.rb, mb.vals).String(runErr.Error())
 	}
 	step := ""
-	if rs, err := w.readStatus(mb); err == nil {
+	if rs, err := w.readStatus(a.Fleet, mb); err == nil {
 		step = stepReached(rs)
 		if r.RunID == "" {
 			r.RunID = rs.RunID
@@ -275,15 +275,15 @@ func (w *worker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 			r.Started = rs.Started
 		}
 	}
-	if err := w.writeReport(mb, dir); err != nil && r.Error == "" {
+	if err := w.writeReport(a.Fleet, mb, dir); err != nil && r.Error == "" {
 		w.say("%s/%s: report: %v", a.Fleet, a.Customer, err)
 	}
 	return w.finish(ctx, job, r, where, step)
 }
 
 // heldElsewhere reports whether a process holds the customer's run now.
-func (w *worker) heldElsewhere(mb *member) bool {
-	store, err := openStore(w.stateSpec(), mb)
+func (w *worker) heldElsewhere(fleetID string, mb *member) bool {
+	store, err := openStore(w.stateSpec(), fleetID, mb)
 	if err != nil {
 		return false
 	}
@@ -293,8 +293,8 @@ func (w *worker) heldElsewhere(mb *member) bool {
 }
 
 // readStatus reads a customer's state afresh.
-func (w *worker) readStatus(mb *member) (*executor.Status, error) {
-	store, err := openStore(w.stateSpec(), mb)
+func (w *worker) readStatus(fleetID string, mb *member) (*executor.Status, error) {
+	store, err := openStore(w.stateSpec(), fleetID, mb)
 	if err != nil {
 		return nil, err
 	}
@@ -303,8 +303,8 @@ func (w *worker) readStatus(mb *member) (*executor.Status, error) {
 }
 
 // writeReport writes a run's report into the worker's directory.
-func (w *worker) writeReport(mb *member, dir string) error {
-	store, err := openStore(w.stateSpec(), mb)
+func (w *worker) writeReport(fleetID string, mb *member, dir string) error {
+	store, err := openStore(w.stateSpec(), fleetID, mb)
 	if err != nil {
 		return err
 	}

@@ -186,7 +186,7 @@ func queueReportStores(ctx context.Context, ff *fleetFlags, t *fleet.Table) (str
 		dir = fleet.DefaultDir(f.Name)
 	}
 	open := func(customer string) (executor.Store, error) {
-		return fleet.OpenCustomerStore(ff.queue.stateSpec(), f.Runbook, f.Vars, fleet.Customer{Name: customer, Vars: f.CustomerVars[customer]})
+		return fleet.OpenCustomerStore(ff.queue.stateSpec(), f.ID, f.Runbook, f.Vars, fleet.Customer{Name: customer, Vars: f.CustomerVars[customer]})
 	}
 	return dir, open, nil
 }
