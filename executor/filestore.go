@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/runbookhq/runbook/internal/atomicfile"
 	"github.com/runbookhq/runbook/internal/exitcode"
 )
 
@@ -139,7 +139,7 @@ func journalEmpty(j *os.File) bool {
 // makes that durable), then PATH.next renamed over PATH; Read takes PATH.next
 // for the snapshot when it finds it beside an empty journal.
 func (s *FileStore) replace(snapshot []byte, empty func() error) error {
-	if err := writeAtomic(s.path+".next", snapshot); err != nil {
+	if err := atomicfile.Write(s.path+".next", snapshot); err != nil {
 		return err
 	}
 	if err := empty(); err != nil {
@@ -148,7 +148,7 @@ func (s *FileStore) replace(snapshot []byte, empty func() error) error {
 	if err := os.Rename(s.path+".next", s.path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(s.path))
+	return atomicfile.SyncDir(filepath.Dir(s.path))
 }
 
 // Create implements Store: the snapshot and an empty journal, atomically
@@ -256,7 +256,7 @@ func (s *FileStore) blobPath(key string) string {
 // state's directory, so that an archived run keeps its blobs.
 func (s *FileStore) PutBlob(key string, write func(w io.Writer) error) (string, error) {
 	p := s.blobPath(key)
-	if err := writeAtomicWith(p, write); err != nil {
+	if err := atomicfile.WriteWith(p, write); err != nil {
 		return "", err
 	}
 	return filepath.Base(p), nil
@@ -292,7 +292,7 @@ func (s *FileStore) Archive(suffix string) (string, error) {
 			return "", err
 		}
 	}
-	return dir, syncDir(filepath.Dir(s.path))
+	return dir, atomicfile.SyncDir(filepath.Dir(s.path))
 }
 
 // Close implements Store.
@@ -308,56 +308,4 @@ func (s *FileStore) Close() error {
 		s.lock = nil
 	}
 	return err
-}
-
-// writeAtomic writes a file so that a crash leaves the old or the new content,
-// never a mix: temp file, fsync, rename, fsync of the directory.
-func writeAtomic(path string, data []byte) error {
-	return writeAtomicWith(path, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-}
-
-// writeAtomicWith is writeAtomic with the content written by write, whose
-// error is returned as it is.
-func writeAtomicWith(path string, write func(w io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 64<<10)
-	if err := write(bw); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"fmt"
+	"github.com/runbookhq/runbook/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,9 +35,9 @@ func TestFileStoreReplaceCrashWindows(t *testing.T) {
 			}
 			switch stop {
 			case "after PATH.next":
-				err = writeAtomic(fs.path+".next", snap)
+				err = atomicfile.Write(fs.path+".next", snap)
 			case "after emptying the journal":
-				if err = writeAtomic(fs.path+".next", snap); err == nil {
+				if err = atomicfile.Write(fs.path+".next", snap); err == nil {
 					err = fs.journal.Truncate(0)
 				}
 			case "done":

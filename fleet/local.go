@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/runbookhq/runbook/internal/atomicfile"
 	"io"
 	"os"
 	"strings"
@@ -393,5 +394,5 @@ func writeReport(store executor.Store, state, logPath, path string) error {
 	if err := rep.WriteMarkdown(&b); err != nil {
 		return err
 	}
-	return writeFile(path, []byte(b.String()))
+	return atomicfile.Write(path, []byte(b.String()))
 }
