@@ -19,19 +19,14 @@ import (
 // format-1 snapshot and journal into the units of format 2: the statements
 // unit and blob of generate, the commit unit of sql.
 
+// stepV1 is a step's record of format 1: format 2's header (format 1 had no
+// units nor blobs) and the progress of its one transaction at a time.
 type stepV1 struct {
-	ID        string          `json:"id"`
-	Digest    string          `json:"digest"`
-	Status    string          `json:"status"`
-	Attempts  int             `json:"attempts,omitempty"`
-	Started   *time.Time      `json:"started_at,omitempty"`
-	Ended     *time.Time      `json:"ended_at,omitempty"`
-	Error     string          `json:"error,omitempty"`
-	Outputs   actions.Outputs `json:"outputs,omitempty"`
-	Progress  *progressV1     `json:"progress,omitempty"`
-	Pending   *pendingV1      `json:"pending_tx,omitempty"`
-	Frozen    string          `json:"frozen,omitempty"`
-	FrozenLen int             `json:"frozen_statements,omitempty"`
+	StepState
+	Progress  *progressV1 `json:"progress,omitempty"`
+	Pending   *pendingV1  `json:"pending_tx,omitempty"`
+	Frozen    string      `json:"frozen,omitempty"`
+	FrozenLen int         `json:"frozen_statements,omitempty"`
 }
 
 type progressV1 struct {
@@ -101,8 +96,7 @@ func migrate1(store Store, snapshot []byte, journal io.Reader) (*State, error) {
 }
 
 func (s *stepV1) migrate() *StepState {
-	n := &StepState{ID: s.ID, Digest: s.Digest, Status: s.Status, Attempts: s.Attempts, Started: s.Started,
-		Ended: s.Ended, Error: s.Error, Outputs: s.Outputs}
+	n := &s.StepState
 	if s.Progress == nil && s.Pending == nil {
 		return n
 	}
