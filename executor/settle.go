@@ -161,36 +161,27 @@ func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
 		if err != nil {
 			return fmt.Errorf("step %s: settling after the server's restart: %w", step.ID, r.red.Error(err))
 		}
-		durable := known
 		if !ambiguous {
 			// Every commit in doubt is settled: what survived is the unit's
 			// data, on the server's disk now.
-			if known == nil {
-				changes[name] = nil
-			} else {
-				changes[name] = &UnitState{Data: known, Conn: conn, Server: now}
-			}
+			changes[name] = unitAt(known, conn, now)
 			r.emit("", StepSettled{Step: step.ID, Unit: name, Outcome: "restart-settled",
 				Text: fmt.Sprintf("the server restarted; the step's commits that survived are known exactly: it goes on after %s", point(describe, name, known))})
 			continue
 		}
 		switch {
 		case tookEffect:
-			changes[name] = &UnitState{Data: recordedData, Conn: conn, Server: now}
+			changes[name] = unitAt(recordedData, conn, now)
 			r.emit("", StepSettled{Step: step.ID, Unit: name, Outcome: "took-effect",
 				Text: fmt.Sprintf("the server restarted: %s recorded as done, as --took-effect asks", point(describe, name, recordedData))})
 		case rerun:
-			if durable == nil {
-				changes[name] = nil
-			} else {
-				changes[name] = &UnitState{Data: durable, Conn: conn, Server: now}
-			}
+			changes[name] = unitAt(known, conn, now)
 			r.emit("", StepSettled{Step: step.ID, Unit: name, Outcome: "rerun",
-				Text: fmt.Sprintf("the server restarted: running the step again after %s, as --rerun asks", point(describe, name, durable))})
+				Text: fmt.Sprintf("the server restarted: running the step again after %s, as --rerun asks", point(describe, name, known))})
 		default:
 			what := fmt.Sprintf("unit %s of step %s took effect beyond what is known durable", name, step.ID)
 			if describe != nil {
-				what = describe.DescribeDoubt(step.ID, name, durable, recordedData)
+				what = describe.DescribeDoubt(step.ID, name, known, recordedData)
 			}
 			doubts = append(doubts, what)
 			recordedAt, nowAt = recorded, now
@@ -206,6 +197,15 @@ func (r *runner) settleUnits(ctx context.Context, step *schema.Step) error {
 		return nil
 	}
 	return r.st.update(step.ID, true, nil, changes)
+}
+
+// unitAt is a unit whose data, committed on the server that started at
+// server, is known on its disk; nil (the unit removed) for no data.
+func unitAt(data json.RawMessage, conn string, server time.Time) *UnitState {
+	if data == nil {
+		return nil
+	}
+	return &UnitState{Data: data, Conn: conn, Server: server}
 }
 
 // point describes how far a unit's data reaches.

@@ -64,19 +64,7 @@ func WriteReport(w io.Writer, o ReportOptions) error {
 	fmt.Fprintf(w, "- Runbook: `%s`\n", t.Runbook)
 	fmt.Fprintf(w, "- Files: `%s`\n", t.Where)
 	fmt.Fprintf(w, "- Written: %s\n", time.Now().UTC().Format(time.RFC3339))
-	counts := map[string]int{}
-	var order []string
-	for _, r := range t.Rows {
-		if counts[r.Outcome] == 0 {
-			order = append(order, r.Outcome)
-		}
-		counts[r.Outcome]++
-	}
-	var parts []string
-	for _, k := range order {
-		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
-	}
-	fmt.Fprintf(w, "- Customers: %d (%s)\n\n", len(t.Rows), strings.Join(parts, ", "))
+	fmt.Fprintf(w, "- Customers: %d (%s)\n\n", len(t.Rows), t.outcomes())
 	fmt.Fprintln(w, "| Customer | Outcome | Step reached | Duration | Audit log | Report |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
 	for _, r := range t.Rows {

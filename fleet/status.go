@@ -122,13 +122,7 @@ func (t *Table) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "Fleet %s (%s), %s\n\n", t.Name, t.Runbook, t.Where)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CUSTOMER\tOUTCOME\tSTEP\tDURATION\tSTATE")
-	counts := map[string]int{}
-	var order []string
 	for _, r := range t.Rows {
-		if counts[r.Outcome] == 0 {
-			order = append(order, r.Outcome)
-		}
-		counts[r.Outcome]++
 		dur := "-"
 		if r.Started != nil {
 			dur = r.Duration.Round(100 * time.Millisecond).String()
@@ -140,11 +134,7 @@ func (t *Table) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Customer, r.Outcome, step, dur, r.State)
 	}
 	tw.Flush()
-	var parts []string
-	for _, o := range order {
-		parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
-	}
-	fmt.Fprintf(w, "\n%d customers: %s\n", len(t.Rows), strings.Join(parts, ", "))
+	fmt.Fprintf(w, "\n%d customers: %s\n", len(t.Rows), t.outcomes())
 	for _, r := range t.Rows {
 		if r.Error != "" && r.Outcome != OutcomeSucceeded {
 			fmt.Fprintf(w, "  %s: %s\n", r.Customer, Brief(r.Error))
@@ -168,4 +158,22 @@ func Brief(msg string) string {
 		return first + " " + strings.TrimSpace(next)
 	}
 	return first
+}
+
+// outcomes counts the rows by outcome, in the order outcomes first appear:
+// "3 succeeded, 1 failed".
+func (t *Table) outcomes() string {
+	counts := map[string]int{}
+	var order []string
+	for _, r := range t.Rows {
+		if counts[r.Outcome] == 0 {
+			order = append(order, r.Outcome)
+		}
+		counts[r.Outcome]++
+	}
+	parts := make([]string, len(order))
+	for i, o := range order {
+		parts[i] = fmt.Sprintf("%d %s", counts[o], o)
+	}
+	return strings.Join(parts, ", ")
 }
