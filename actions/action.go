@@ -76,12 +76,6 @@ type Previewer interface {
 	Preview(ctx context.Context, rc *Context) ([]string, error)
 }
 
-// Connector is implemented by actions that use named connections; the plan
-// lists them.
-type Connector interface {
-	Connections() []string
-}
-
 // Describer is implemented by journaled actions that can say, for a person,
 // what a unit's data stands for, in messages about work in doubt after a
 // server restart.

@@ -40,18 +40,6 @@ func (*Assert) Kind() string { return "assert" }
 // Effects implements Effecter: an assertion changes nothing.
 func (*Assert) Effects() Effects { return None }
 
-// Connections implements Connector.
-func (a *Assert) Connections() []string {
-	if len(a.Compare) > 0 {
-		out := make([]string, len(a.Compare))
-		for i, c := range a.Compare {
-			out[i] = c.Name
-		}
-		return out
-	}
-	return []string{a.On.Name}
-}
-
 // Validate implements schema.Validator.
 func (a *Assert) Validate(v *schema.Validation) {
 	if a.Compare != nil {

@@ -194,13 +194,12 @@ func (a *Generate) Effects() Effects { return Journaled }
 // Retryable implements Retrier.
 func (a *Generate) Retryable(err error) bool { return pgerr.Transient(err) }
 
-// Connections implements Connector.
-func (a *Generate) Connections() []string {
-	if a.Target() == a.On.Name {
-		return []string{a.On.Name}
-	}
-	return []string{a.On.Name, a.Target()}
-}
+// The capabilities the executor relies on for a journaled action.
+var (
+	_ Effecter  = (*Generate)(nil)
+	_ Retrier   = (*Generate)(nil)
+	_ Describer = (*Generate)(nil)
+)
 
 // DescribePoint implements Describer.
 func (a *Generate) DescribePoint(_ string, data []byte) string {

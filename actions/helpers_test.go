@@ -358,17 +358,6 @@ func (j *memJournal) Unit(name string) json.RawMessage {
 	return j.units[name]
 }
 
-func (j *memJournal) Units() []string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []string
-	for k := range j.units {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func (j *memJournal) PutBlob(name string, write func(w io.Writer) error) error {
 	var b bytes.Buffer
 	if err := write(&b); err != nil {

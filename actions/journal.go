@@ -25,8 +25,6 @@ type Journal interface {
 	// Unit returns a unit's data as of its last known commit, nil when the
 	// unit has none.
 	Unit(name string) json.RawMessage
-	// Units returns the names of the units that have data, in order.
-	Units() []string
 	// BeforeCommit records, durably, that tx is about to commit: COMMIT may
 	// be sent only after it returns nil. A unit has at most one transaction
 	// in flight; units may have theirs at the same time.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -44,21 +43,6 @@ func init() {
 
 // Kind implements schema.Action.
 func (*Shell) Kind() string { return "shell" }
-
-// Connections implements Connector: the connections whose libpq environment
-// the commands get.
-func (a *Shell) Connections() []string {
-	var out []string
-	if a.Conn.Name != "" {
-		out = append(out, a.Conn.Name)
-	}
-	for _, s := range a.Pipe {
-		if s.Conn.Name != "" && !slices.Contains(out, s.Conn.Name) {
-			out = append(out, s.Conn.Name)
-		}
-	}
-	return out
-}
 
 // Validate implements schema.Validator.
 func (a *Shell) Validate(v *schema.Validation) {

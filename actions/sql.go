@@ -54,8 +54,12 @@ func (a *SQL) Effects() Effects {
 // Retryable implements Retrier: only errors worth retrying as they are.
 func (a *SQL) Retryable(err error) bool { return pgerr.Transient(err) }
 
-// Connections implements Connector.
-func (a *SQL) Connections() []string { return []string{a.On.Name} }
+// The capabilities the executor relies on for a journaled action.
+var (
+	_ Effecter  = (*SQL)(nil)
+	_ Retrier   = (*SQL)(nil)
+	_ Describer = (*SQL)(nil)
+)
 
 // DescribePoint implements Describer.
 func (a *SQL) DescribePoint(_ string, data []byte) string {

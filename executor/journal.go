@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"sort"
 
 	"github.com/runbookhq/runbook/actions"
 )
@@ -22,21 +21,6 @@ func (j *journal) Unit(name string) json.RawMessage {
 		return u.Data
 	}
 	return nil
-}
-
-func (j *journal) Units() []string {
-	s := j.r.st.step(j.step)
-	if s == nil {
-		return nil
-	}
-	var out []string
-	for name, u := range s.Units {
-		if u.Data != nil {
-			out = append(out, name)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (j *journal) BeforeCommit(ctx context.Context, tx actions.Tx) error {
