@@ -127,7 +127,7 @@ func TestCopyEveryKindOfData(t *testing.T) {
 	src, tgt := newDB(t), newDB(t)
 	src.exec(t, everyKind)
 	dir := copyRunbook(t, "      jobs: 2\n      split_larger_than: 256kB\n      verify: checksum\n")
-	code, out := copyRun(t, dir, src, tgt, nil, nil, "run", "copy.yaml", "--state", "st.json", "--yes")
+	code, out := copyRun(t, dir, src, tgt, nil, nil, "run", "copy.yaml", "--state", "st.json", "--yes", "--log", "audit.jsonl")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, testbin.Tail(out, 4000))
 	}
@@ -157,6 +157,16 @@ func TestCopyEveryKindOfData(t *testing.T) {
 	}
 	if strings.Contains(out, src.url) || strings.Contains(out, tgt.url) {
 		t.Error("a connection URL reached the output")
+	}
+	// The report lists the copy per table.
+	code, rep := testbin.Run(t, testbin.Build(t), testbin.Cmd{Dir: dir}, "report", "--state", "st.json", "--log", "audit.jsonl")
+	if code != 0 {
+		t.Fatalf("report: exit %d\n%s", code, rep)
+	}
+	for _, want := range []string{"| table | parts | rows | bytes | COPY time |", "| public.big | 9 | 20000 |", "| public.parted\\_1 | 1 | 500 |", "verified: checksum"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("the report has no %q:\n%s", want, rep)
+		}
 	}
 }
 

@@ -108,10 +108,23 @@ type ReportStep struct {
 	GenListed, GenTotal int
 	GenRows             int64
 	genOf               int64
+	// Copied lists a copy step's tables in the order their first part
+	// committed: parts, rows and bytes over every attempt and run.
+	Copied []*ReportCopied
+	copied map[string]*ReportCopied
 	// commands started and not yet exited, by stage; stages is the largest
 	// stage number among them.
 	running map[int]*ReportCommand
 	stages  int
+}
+
+// ReportCopied is what a copy step copied of one table.
+type ReportCopied struct {
+	Table       string
+	Parts       int
+	Rows, Bytes int64
+	// Busy is the parts' COPY time summed (parts run in parallel).
+	Busy time.Duration
 }
 
 // ReportEntry is one thing a step did: an event, or a command.
@@ -331,6 +344,26 @@ func (r *Report) addStepEvent(st *ReportStep, ev event.Event) {
 				c.Stderr = c.Stderr[1:]
 			}
 		}
+	case actions.CopyPartEnd:
+		c := st.copied[e.Table]
+		if c == nil {
+			if st.copied == nil {
+				st.copied = map[string]*ReportCopied{}
+			}
+			c = &ReportCopied{Table: e.Table}
+			st.copied[e.Table] = c
+			st.Copied = append(st.Copied, c)
+		}
+		c.Parts++
+		c.Rows += e.Rows
+		c.Bytes += e.Bytes
+		c.Busy += e.Duration
+	case actions.CopyPhase:
+		if e.Resumed {
+			entry()
+		}
+	case actions.CopyDone:
+		entry()
 	case actions.GenerateQuery:
 		st.genOf = int64(e.Statements)
 		entry()
