@@ -77,7 +77,7 @@ steps:
 		{[]string{"audit", "verfy", log}, 2},
 		{[]string{"report"}, 2},
 		{[]string{"report", rb, "--state", state}, 2},
-		{[]string{"report", "--state", state, "--format", "html"}, 2},
+		{[]string{"report", "--state", state, "--format", "pdf"}, 2},
 		{[]string{"report", "--state", filepath.Join(dir, "missing.json")}, 2},
 	} {
 		if code, _, stderr := auditMain(c.args...); code != c.code {
