@@ -369,6 +369,8 @@ type ReportSpan struct {
 	Start, End time.Time
 	// Failed: the attempt (or the part) failed.
 	Failed bool
+	// Interrupted: a signal stopped the run during the span; End is when.
+	Interrupted bool
 }
 
 // ReportMark is something that happened at an instant of a step.
@@ -425,9 +427,10 @@ func (st *ReportStep) timeline(ev event.Event, at time.Time) {
 		if sp := open(); sp != nil {
 			sp.End, sp.Failed = at, true
 		}
-		mark(MarkRetry, "", fmt.Sprintf("attempt %d failed: %s", e.Attempt, oneLine(e.Error)))
 		// The next attempt begins after the delay; no event says so.
 		st.Spans = append(st.Spans, ReportSpan{Start: at.Add(e.Delay)})
+		st.Marks = append(st.Marks, ReportMark{Time: at.Add(e.Delay), Kind: MarkRetry,
+			Text: fmt.Sprintf("attempt %d failed (%s), retried after %s", e.Attempt, oneLine(e.Error), fmtDur(e.Delay))})
 	case StepEnd:
 		failed := e.Status == Failed
 		if sp := open(); sp != nil {
@@ -441,6 +444,14 @@ func (st *ReportStep) timeline(ev event.Event, at time.Time) {
 		mark(MarkPause, "", "waiting for approval")
 	case RunInterrupted:
 		mark(MarkInterrupt, "", "interrupted by a signal")
+		if sp := open(); sp != nil {
+			sp.End, sp.Interrupted = at, true
+		}
+		for _, p := range st.Parts {
+			if n := len(p.Spans); n > 0 && p.Spans[n-1].End.IsZero() {
+				p.Spans[n-1].End, p.Spans[n-1].Interrupted = at, true
+			}
+		}
 	case actions.ConfirmApproved:
 		mark(MarkApproval, "", fmt.Sprintf("approved by %s (%s)", e.By, e.How))
 	}

@@ -530,6 +530,13 @@ func (r *Report) timeline(index map[string]int) *timeline {
 			s.EndClass = "stopped"
 		}
 		s.Title = fmt.Sprintf("%s: %s – %s (%s)", s.Label, fmtTime(s.start), fmtTime(s.end), s.Sub)
+		// A narrow band shows what fits (about 6.5 pixels a character);
+		// its tooltip tells all.
+		fit := int((s.W - 6) / 6.5)
+		if len([]rune(s.Label)) > fit {
+			s.Label = clip(s.Label, max(fit, 3))
+		}
+		s.Sub = clip(s.Sub, max(fit, 3))
 		x += s.W
 		if i+1 < len(tl.Sessions) {
 			next := tl.Sessions[i+1].start
@@ -586,7 +593,7 @@ func (r *Report) timeline(index map[string]int) *timeline {
 		stripe = !stripe
 	}
 	tl.AxisY = y + 4
-	tl.Height = tl.AxisY + 40
+	tl.Height = tl.AxisY + 52
 
 	for i := range tl.Gaps {
 		tl.Gaps[i].Zigzag = zigzag(tl.Gaps[i].Mid, tlTop-6, tl.AxisY)
@@ -656,13 +663,19 @@ func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index ma
 				class = "attempt-failed"
 			case sp.Failed:
 				class = "failed"
+			case sp.Interrupted:
+				class = "open"
 			case sp.End.IsZero() && st.Status == "waiting for approval":
 				class, end = "paused", s.end
 			case sp.End.IsZero():
 				class, end = "open", s.end
 			}
 			x0, x1 := xAt(sp.Start), xAt(end)
-			title := fmt.Sprintf("%s — attempt %d: %s, %s – %s", st.ID, i+1, barWord(class), fmtTime(sp.Start), fmtTime(end))
+			word := barWord(class)
+			if sp.Interrupted {
+				word = "interrupted by a signal"
+			}
+			title := fmt.Sprintf("%s — attempt %d: %s, %s – %s", st.ID, i+1, word, fmtTime(sp.Start), fmtTime(end))
 			if !sp.End.IsZero() {
 				title += " (" + fmtDur(sp.End.Sub(sp.Start)) + ")"
 			}
@@ -676,6 +689,8 @@ func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index ma
 				switch {
 				case sp.Failed:
 					class = "failed"
+				case sp.Interrupted:
+					class = "open"
 				case sp.End.IsZero():
 					end, class = s.end, "open"
 					if !st.End.IsZero() {
@@ -708,15 +723,15 @@ func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index ma
 	for _, n := range s.notes {
 		switch e := n.Event.(type) {
 		case RunPaused:
-			tl.Lines = append(tl.Lines, tlLine{X: xAt(n.Time), Y1: tlTop - 4, Y2: tl.AxisY, Class: "pause", Label: "paused", LabelY: tl.AxisY + 32,
+			tl.Lines = append(tl.Lines, tlLine{X: xAt(n.Time), Y1: tlTop - 4, Y2: tl.AxisY, Class: "pause", Label: "paused", LabelY: tl.AxisY + 30,
 				Title: fmt.Sprintf("paused at %s: step %s waits for approval", fmtTimeMS(n.Time), e.Step)})
 		case RunInterrupted:
-			tl.Lines = append(tl.Lines, tlLine{X: xAt(n.Time), Y1: tlTop - 4, Y2: tl.AxisY, Class: "interrupt", Label: "interrupted", LabelY: tl.AxisY + 32,
+			tl.Lines = append(tl.Lines, tlLine{X: xAt(n.Time), Y1: tlTop - 4, Y2: tl.AxisY, Class: "interrupt", Label: "interrupted", LabelY: tl.AxisY + 30,
 				Title: fmt.Sprintf("interrupted by a signal at %s during step %s", fmtTimeMS(n.Time), e.Step)})
 		}
 	}
 	if !s.hasEndRecord && !tl.FromState {
-		tl.Lines = append(tl.Lines, tlLine{X: s.X + s.W, Y1: tlTop - 4, Y2: tl.AxisY, Class: "stopped", Label: "stopped", LabelY: tl.AxisY + 32,
+		tl.Lines = append(tl.Lines, tlLine{X: s.X + s.W, Y1: tlTop - 4, Y2: tl.AxisY, Class: "stopped", Label: "stopped", LabelY: tl.AxisY + 30,
 			Title: fmt.Sprintf("the process stopped without ending the run; last event at %s", fmtTimeMS(s.end))})
 	}
 	tl.ticks(s)
@@ -749,6 +764,9 @@ func (tl *timeline) ticks(s tlSession) {
 			continue
 		}
 		x := s.X + float64(t.Sub(s.start))/float64(d)*s.W
+		if x > s.X+s.W-30 && len(tl.Ticks) > 0 && tl.Ticks[len(tl.Ticks)-1].X >= s.X {
+			continue // too close to the next band's first tick
+		}
 		tl.Ticks = append(tl.Ticks, tlTick{X: x, Label: t.UTC().Format(layout)})
 	}
 }

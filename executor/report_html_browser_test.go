@@ -182,12 +182,14 @@ func TestReportHTMLInBrowser(t *testing.T) {
 // colourCounts counts the pixels of img near each colour.
 func colourCounts(img image.Image, colours map[string][3]uint8) map[string]int {
 	out := map[string]int{}
+	for name := range colours {
+		out[name] = 0
+	}
 	b := img.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		for x := b.Min.X; x < b.Max.X; x++ {
 			r, g, bl, _ := img.At(x, y).RGBA()
 			for name, c := range colours {
-				out[name] += 0
 				if near(r>>8, c[0]) && near(g>>8, c[1]) && near(bl>>8, c[2]) {
 					out[name]++
 				}
