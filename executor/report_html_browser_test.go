@@ -157,6 +157,13 @@ func TestReportHTMLInBrowser(t *testing.T) {
 		t.Error("the script did not take over the bars' tooltips")
 	}
 
+	// It prints (the print stylesheet fits the timeline on a page).
+	pdf := filepath.Join(dir, "report.pdf")
+	headless(t, bin, file, "--no-pdf-header-footer", "--print-to-pdf="+pdf)
+	if b, err := os.ReadFile(pdf); err != nil || !bytes.HasPrefix(b, []byte("%PDF-")) || !bytes.Contains(b, []byte("/Type /Page")) {
+		t.Errorf("printing to PDF: %v, %d bytes", err, len(b))
+	}
+
 	shot := filepath.Join(dir, "report.png")
 	headless(t, bin, file, "--screenshot="+shot, "--window-size=1280,1400", "--hide-scrollbars")
 	f, err := os.Open(shot)
