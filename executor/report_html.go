@@ -54,7 +54,6 @@ type seg struct {
 type htmlFact struct {
 	Label string
 	Value []seg
-	Class string
 }
 
 type htmlAudit struct {
