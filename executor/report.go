@@ -457,7 +457,7 @@ func (st *ReportStep) timeline(ev event.Event, at time.Time) {
 	}
 	part := ""
 	if p, ok := ev.(event.Parted); ok {
-		pt := p.Part()
+		pt := p.PartOf()
 		part = pt.Name
 		lane := st.lane(pt.Name)
 		n := len(lane.Spans)

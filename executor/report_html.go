@@ -392,7 +392,57 @@ const (
 	tlRowH   = 24.0
 	tlLaneH  = 16.0
 	tlGapW   = 46.0
+	// tlNamedLanes is the most parts of a step that get a lane each.
+	tlNamedLanes = 12
 )
+
+// laneKey is a span of a part of a step.
+type laneKey struct {
+	step, part string
+	span       int
+}
+
+// pack shares the lanes of the step's parts in this session: each span goes
+// to the first lane free when it begins. It returns the number of lanes.
+func (s *tlSession) pack(id string) int {
+	type item struct {
+		key        laneKey
+		start, end time.Time
+	}
+	var items []item
+	for _, st := range s.steps {
+		if st.ID != id {
+			continue
+		}
+		for _, p := range st.Parts {
+			for j, sp := range p.Spans {
+				end := sp.End
+				if end.IsZero() {
+					end = s.end
+					if !st.End.IsZero() {
+						end = st.End
+					}
+				}
+				items = append(items, item{laneKey{id, p.Name, j}, sp.Start, end})
+			}
+		}
+	}
+	slices.SortStableFunc(items, func(a, b item) int { return a.start.Compare(b.start) })
+	if s.lane == nil {
+		s.lane = map[laneKey]int{}
+	}
+	var free []time.Time // when each lane is free again
+	for _, it := range items {
+		k := slices.IndexFunc(free, func(t time.Time) bool { return !t.After(it.start) })
+		if k < 0 {
+			k = len(free)
+			free = append(free, time.Time{})
+		}
+		free[k] = it.end
+		s.lane[it.key] = k
+	}
+	return len(free)
+}
 
 type timeline struct {
 	Width, Height, AxisY, PlotX0, PlotX1 float64
@@ -407,6 +457,8 @@ type timeline struct {
 }
 
 type tlSession struct {
+	// lane is the shared lane of a part's span (see pack).
+	lane         map[laneKey]int
 	N            int
 	X, W         float64
 	Label, Sub   string
@@ -584,10 +636,26 @@ func (r *Report) timeline(index map[string]int) *timeline {
 		rowY[id] = y
 		tl.Rows = append(tl.Rows, tlRow{Y: y, H: tlRowH, TextY: y + tlRowH/2 + 4, Label: clip(label, 30), Title: label, Stripe: stripe, Step: id})
 		y += tlRowH
-		for _, p := range lanes[id] {
-			rowY[id+"\x00"+p] = y
-			tl.Rows = append(tl.Rows, tlRow{Y: y, H: tlLaneH, TextY: y + tlLaneH/2 + 3.5, Label: clip(p, 30), Title: id + ": " + p, Lane: true, Stripe: stripe, Step: id})
-			y += tlLaneH
+		if n := len(lanes[id]); n > tlNamedLanes {
+			// Too many parts for a lane each: the parts share lanes, each
+			// taking the first lane free when it begins, so that there are
+			// as many lanes as parts ran at once.
+			count := 0
+			for i := range tl.Sessions {
+				count = max(count, tl.Sessions[i].pack(id))
+			}
+			for k := 0; k < count; k++ {
+				rowY[fmt.Sprintf("%s\x00#%d", id, k)] = y
+				tl.Rows = append(tl.Rows, tlRow{Y: y, H: tlLaneH, TextY: y + tlLaneH/2 + 3.5, Label: fmt.Sprintf("lane %d", k+1),
+					Title: fmt.Sprintf("%s: %d parts, %d at most at once", id, n, count), Lane: true, Stripe: stripe, Step: id})
+				y += tlLaneH
+			}
+		} else {
+			for _, p := range lanes[id] {
+				rowY[id+"\x00"+p] = y
+				tl.Rows = append(tl.Rows, tlRow{Y: y, H: tlLaneH, TextY: y + tlLaneH/2 + 3.5, Label: clip(p, 30), Title: id + ": " + p, Lane: true, Stripe: stripe, Step: id})
+				y += tlLaneH
+			}
 		}
 		stripe = !stripe
 	}
@@ -683,7 +751,10 @@ func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index ma
 		}
 		for _, p := range st.Parts {
 			ly := rowY[st.ID+"\x00"+p.Name]
-			for _, sp := range p.Spans {
+			for j, sp := range p.Spans {
+				if k, ok := s.lane[laneKey{st.ID, p.Name, j}]; ok {
+					ly = rowY[fmt.Sprintf("%s\x00#%d", st.ID, k)]
+				}
 				end, class := sp.End, "ok"
 				switch {
 				case sp.Failed:
@@ -763,8 +834,8 @@ func (tl *timeline) ticks(s tlSession) {
 			continue
 		}
 		x := s.X + float64(t.Sub(s.start))/float64(d)*s.W
-		if x > s.X+s.W-30 && len(tl.Ticks) > 0 && tl.Ticks[len(tl.Ticks)-1].X >= s.X {
-			continue // too close to the next band's first tick
+		if x > tlPlotX1-30 || (x > s.X+s.W-30 && len(tl.Ticks) > 0 && tl.Ticks[len(tl.Ticks)-1].X >= s.X) {
+			continue // too close to the next band's first tick, or to the edge
 		}
 		tl.Ticks = append(tl.Ticks, tlTick{X: x, Label: t.UTC().Format(layout)})
 	}

@@ -56,10 +56,12 @@ const browserRunbook = `version: 1
 name: timeline
 params:
   url: {secret: true}
+  target: {secret: true}
   token: {secret: true}
   marker: {}
 connections:
   db: ${{ params.url }}
+  target: ${{ params.target }}
 steps:
   - id: schema
     name: Create <items> & fill them
@@ -68,6 +70,10 @@ steps:
       script: |
         CREATE TABLE items (id int PRIMARY KEY, name text);
         INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 5) g;
+        CREATE TABLE big (id int PRIMARY KEY, pad text);
+        INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 3000) g;
+  - id: copy
+    copy: {from: db, to: target, jobs: 2, split_larger_than: 128kB}
   - id: flaky
     retry: {attempts: 2, delay: 50ms}
     shell:
@@ -96,9 +102,9 @@ steps:
 func TestReportHTMLInBrowser(t *testing.T) {
 	bin := browser(t)
 	srv := pgtest.Shared(t)
-	url := srv.NewDatabase(t)
+	url, target := srv.NewDatabase(t), srv.NewDatabase(t)
 	dir := t.TempDir()
-	vars := []string{"url=" + url, "token=s3cr3t-html-token", "marker=" + filepath.Join(dir, "marker")}
+	vars := []string{"url=" + url, "target=" + target, "token=s3cr3t-html-token", "marker=" + filepath.Join(dir, "marker")}
 	if err := logRun(t, dir, browserRunbook, vars, Options{Operator: "alice", Ticket: "CHG-16", Version: "test"}); exitcode.Of(err) != exitcode.Approval {
 		t.Fatalf("first session: exit %d (%v), want 3", exitcode.Of(err), err)
 	}
@@ -129,6 +135,11 @@ func TestReportHTMLInBrowser(t *testing.T) {
 	if strings.Contains(html, "<items>") || !strings.Contains(html, "Create &lt;items&gt; &amp; fill them") {
 		t.Error("a step's title is not escaped")
 	}
+	// The copy's parts (copy.part.start, copy.part.end) are lanes.
+	if !strings.Contains(html, `data-part="public.big#1"`) || !strings.Contains(html, `data-part="public.items"`) ||
+		!strings.Contains(html, `<g class="row lane" data-row="copy">`) {
+		t.Error("the copy's parts have no lanes on the timeline")
+	}
 	for _, want := range []string{`id="audit-head">` + rep.Verify.Head + `<`, `data-session="3"`, "approved by", `class="bar attempt-failed"`} {
 		if !strings.Contains(html, want) {
 			t.Errorf("the HTML lacks %q", want)
@@ -148,7 +159,7 @@ func TestReportHTMLInBrowser(t *testing.T) {
 	if n, _ := strconv.Atoi(m[1]); n != bars || n < 7 {
 		t.Errorf("the browser drew %s bars of %d (want all, at least 7)", m[1], bars)
 	}
-	for _, id := range []string{"schema", "flaky", "gate", "shout", "migrate", "verify"} {
+	for _, id := range []string{"schema", "copy", "flaky", "gate", "shout", "migrate", "verify"} {
 		if !strings.Contains(dom, `data-step="`+id+`"`) {
 			t.Errorf("the timeline has no bar of step %s", id)
 		}

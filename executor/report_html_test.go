@@ -2,6 +2,7 @@ package executor
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,18 +19,18 @@ type testPartStart struct {
 	Table string `json:"part"`
 }
 
-func (testPartStart) Name() string       { return "testcopy.part.start" }
-func (e testPartStart) Message() string  { return "copying " + e.Table }
-func (e testPartStart) Part() event.Part { return event.Part{Name: e.Table, Phase: event.PartBegin} }
-func (e testPartEnd) Part() event.Part {
+func (testPartStart) Name() string         { return "testcopy.part.start" }
+func (e testPartStart) Message() string    { return "copying " + e.Table }
+func (e testPartStart) PartOf() event.Part { return event.Part{Name: e.Table, Phase: event.PartBegin} }
+func (e testPartEnd) PartOf() event.Part {
 	return event.Part{Name: e.Table, Phase: event.PartEnd, Failed: e.Error != ""}
 }
-func (testPartEnd) Name() string            { return "testcopy.part.end" }
-func (e testPartEnd) Message() string       { return e.Table + " copied " + e.Error }
-func (e testPartProgress) Part() event.Part { return event.Part{Name: e.Table} }
-func (testPartProgress) Name() string       { return "testcopy.part.warning" }
-func (e testPartProgress) Message() string  { return e.Table + ": " + e.Text }
-func (testPartProgress) Level() event.Level { return event.Error }
+func (testPartEnd) Name() string              { return "testcopy.part.end" }
+func (e testPartEnd) Message() string         { return e.Table + " copied " + e.Error }
+func (e testPartProgress) PartOf() event.Part { return event.Part{Name: e.Table} }
+func (testPartProgress) Name() string         { return "testcopy.part.warning" }
+func (e testPartProgress) Message() string    { return e.Table + ": " + e.Text }
+func (testPartProgress) Level() event.Level   { return event.Error }
 
 type testPartEnd struct {
 	Table string `json:"part"`
@@ -276,5 +277,52 @@ func goldenFile(t *testing.T, path, got string) {
 				return
 			}
 		}
+	}
+}
+
+// TestReportTimelineSharesLanes: a step of more parts than get a lane each
+// draws its parts on as many lanes as ran at once — 20 parts, four at a
+// time, on four lanes — and every part keeps its bar.
+func TestReportTimelineSharesLanes(t *testing.T) {
+	rec := func(d time.Duration, ev event.Event) event.Record {
+		return event.Record{Time: t0.Add(d), RunID: "r", Step: "copy", Message: ev.Message(), Event: ev}
+	}
+	recs := []event.Record{{Time: t0, RunID: "r", Message: "start", Event: RunStart{Operator: "alice"}}, rec(0, StepStart{Kind: "copy"})}
+	for i := 0; i < 20; i++ {
+		name := fmt.Sprintf("public.big#%d", i+1)
+		from := time.Duration(i/4) * 10 * time.Second
+		recs = append(recs, rec(from, testPartStart{Table: name}))
+		if i != 19 { // the last part has no end: it ends with the step
+			recs = append(recs, rec(from+9*time.Second, testPartEnd{Table: name}))
+		}
+	}
+	recs = append(recs, rec(60*time.Second, StepEnd{Step: "copy", Status: Succeeded}),
+		event.Record{Time: t0.Add(60 * time.Second), RunID: "r", Event: RunEnd{Outcome: Succeeded}})
+	r := &Report{Status: &Status{RunID: "r", Steps: []*StepState{{ID: "copy", Status: Succeeded}}}, LogPath: "log",
+		opts: ReportOptions{MaxStatements: 10, MaxOutput: 10}}
+	var cur *ReportSession
+	for i, x := range recs {
+		cur = r.add(cur, x, i+1)
+	}
+	r.finish()
+	tl := r.timeline(map[string]int{"copy": 1})
+	var lanes []string
+	for _, row := range tl.Rows {
+		if row.Lane {
+			lanes = append(lanes, row.Label)
+		}
+	}
+	if strings.Join(lanes, ",") != "lane 1,lane 2,lane 3,lane 4" {
+		t.Errorf("lanes %q, want four", lanes)
+	}
+	parts, ys := 0, map[float64]int{}
+	for _, b := range tl.Bars {
+		if b.Part != "" {
+			parts++
+			ys[b.Y]++
+		}
+	}
+	if parts != 20 || len(ys) != 4 {
+		t.Errorf("%d part bars on %d lanes, want 20 on 4", parts, len(ys))
 	}
 }

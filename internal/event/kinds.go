@@ -111,7 +111,7 @@ type Issue struct {
 // per part under the step on its timeline, from whatever parted events the
 // log holds.
 type Parted interface {
-	Part() Part
+	PartOf() Part
 }
 
 // Part says which part an event is about, and where in the part's life it
