@@ -22,6 +22,11 @@ type Table struct {
 	// Columns are the quoted columns the COPY lists: every column but the
 	// generated ones, which the target computes.
 	Columns string `json:"columns"`
+	// Binary: the COPY uses the binary format, which every column's type
+	// has the same on any server (built-in types, enums): less to encode,
+	// parse and send (bytea travels as its bytes, not twice as many hex
+	// digits). Other tables travel as text, as pg_dump sends them.
+	Binary bool `json:"binary,omitempty"`
 	// Bytes is the table's size on the source (heap and TOAST), at the plan.
 	Bytes int64 `json:"bytes"`
 	// Parts split the table's rows; one part covers the whole table.
@@ -66,6 +71,9 @@ SELECT n.nspname, c.relname, pg_table_size(c.oid),
        coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
                    FROM pg_attribute a
                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), ''),
+       coalesce((SELECT bool_and(a.atttypid < 16384 OR t.typtype = 'e')
+                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), false),
        coalesce((SELECT format('%I.%I', rn.nspname, r.relname)
                    FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
                   WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), ''),
@@ -130,7 +138,7 @@ func listTables(ctx context.Context, q *pgx.Conn, f Filter, split int64, jobs in
 		var r row
 		r.t = &Table{}
 		var pages int32
-		if err := rows.Scan(&r.t.Schema, &r.t.Name, &r.t.Bytes, &r.t.Columns, &r.parent, &pages, &r.key, &r.cond); err != nil {
+		if err := rows.Scan(&r.t.Schema, &r.t.Name, &r.t.Bytes, &r.t.Columns, &r.t.Binary, &r.parent, &pages, &r.key, &r.cond); err != nil {
 			rows.Close()
 			return nil, err
 		}

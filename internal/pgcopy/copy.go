@@ -553,6 +553,10 @@ func (w *worker) copyPart(ctx context.Context, j job) (rows, bytes int64, err er
 		out = fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT", sel, j.t.Ident(), j.p.Where)
 	}
 	in := fmt.Sprintf("COPY %s%s FROM STDIN", j.t.Ident(), cols)
+	if j.t.Binary {
+		out += " (FORMAT binary)"
+		in += " (FORMAT binary)"
+	}
 	fail := func(err error) (int64, int64, error) {
 		return 0, 0, fmt.Errorf("copying %s (part %s): %w", j.t.Label(), j.p.ID, err)
 	}
