@@ -114,3 +114,23 @@ ALTER TABLE ONLY public.u
 		}
 	}
 }
+
+func TestItemTable(t *testing.T) {
+	cases := []struct{ sql, want string }{
+		{"--\n-- Name: t_x; Type: INDEX; Schema: public; Owner: -\n--\n\nCREATE INDEX t_x ON public.t USING btree (x);\n", "public.t"},
+		{"CREATE UNIQUE INDEX \"my idx\" ON \"Sales\".\"Orders\" USING btree (\"Order ID\");", `"Sales"."Orders"`},
+		{"CREATE INDEX p_k ON ONLY public.parted USING btree (k);", "public.parted"},
+		{"ALTER TABLE ONLY \"we\"\"ird\".\"ta\"\"ble\"\n    ADD CONSTRAINT x_pkey PRIMARY KEY (id);", `"we""ird"."ta""ble"`},
+		{"ALTER TABLE public.t\n    ADD CONSTRAINT c CHECK (x > 0);", "public.t"},
+		{"CREATE TRIGGER tr AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION f();", ""},
+	}
+	for _, c := range cases {
+		got := ""
+		if m := itemTable.FindStringSubmatch(stripComments(c.sql)); m != nil {
+			got = m[1]
+		}
+		if got != c.want {
+			t.Errorf("%q: table %q, want %q", c.sql, got, c.want)
+		}
+	}
+}
