@@ -398,11 +398,11 @@ func (r *runner) markApplied() error {
 // was made on.
 func (sp *SealedPlan) checkServer(name string, s Server) error {
 	want, ok := sp.server(name)
-	if !ok || want.SystemID == s.SystemID && want.Database == s.Database {
+	if !ok || want.SystemID == s.SystemID && want.Database == s.Database && (want.DatabaseOID == 0 || want.DatabaseOID == s.DatabaseOID) {
 		return nil
 	}
 	line := func(s Server) string {
-		return fmt.Sprintf("connection %s: system identifier %s, database %s, PostgreSQL %s", name, s.SystemID, s.Database, s.Version)
+		return fmt.Sprintf("connection %s: system identifier %s, database %s (oid %d), PostgreSQL %s", name, s.SystemID, s.Database, s.DatabaseOID, s.Version)
 	}
 	return exitcode.With(exitcode.Refused, fmt.Errorf("plan %s refused: connection %s reaches another server than the plan was made on. Planned (-) and now (+):\n%s",
 		sp.ShortID(), name, textdiff.Lines(line(want), line(s))))
@@ -506,9 +506,9 @@ func (sp *SealedPlan) WriteText(w io.Writer, path string) {
 	if len(sp.Servers) > 0 {
 		fmt.Fprintf(w, "\nServers (a run on another refuses)\n")
 		for _, s := range sp.Servers {
-			fmt.Fprintf(w, "  %s  system identifier %s, database %s, PostgreSQL %s\n", s.Conn, s.SystemID, s.Database, s.Version)
+			fmt.Fprintf(w, "  %s  system identifier %s, database %s (oid %d), PostgreSQL %s\n", s.Conn, s.SystemID, s.Database, s.DatabaseOID, s.Version)
 		}
 	}
-	fmt.Fprintf(w, "\nSealed plan %s\n  id %s\n  made %s by %s on %s\n  run it with: runbook run %s --plan %s\n",
+	fmt.Fprintf(w, "\nSealed plan %s\n  id %s\n  made %s by %s on %s\n  run it with: runbook run %s (with the same params) --plan %s\n",
 		path, sp.ID(), sp.CreatedAt.Format(time.RFC3339), sp.CreatedBy, sp.Host, sp.Plan.Runbook.File, path)
 }

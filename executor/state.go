@@ -93,6 +93,9 @@ type Server struct {
 	SystemID string `json:"system_identifier"`
 	Version  string `json:"version"`
 	Database string `json:"database"`
+	// DatabaseOID tells a database from one dropped and created again
+	// under the same name (a sealed plan checks it).
+	DatabaseOID uint32 `json:"database_oid,omitempty"`
 }
 
 // Approve records an approval.
