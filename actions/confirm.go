@@ -24,6 +24,11 @@ func init() {
 // Kind implements schema.Action.
 func (*Confirm) Kind() string { return "confirm" }
 
+// AsksApproval implements Asker.
+func (*Confirm) AsksApproval() {}
+
+var _ Asker = (*Confirm)(nil)
+
 // Effects implements Effecter: an approval changes nothing (it is recorded
 // in the audit log).
 func (*Confirm) Effects() Effects { return None }

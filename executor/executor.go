@@ -342,6 +342,9 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 			return refuse("param %s is %q in the state but %q now; non-secret params must match", v.Name, old, v.Value)
 		}
 	}
+	if s := st.step(o.Reject); o.Reject != "" && s != nil && (s.Status == Succeeded || s.Status == Skipped) {
+		return exitcode.With(exitcode.Invalid, fmt.Errorf("step %s is %s: there is nothing to reject", o.Reject, s.Status))
+	}
 	again := alwaysAgain(st, rb)
 	var drift []string
 	var old *schema.Runbook
@@ -418,6 +421,11 @@ func checkSelection(rb *schema.Runbook, o Options) error {
 	for _, id := range append(append(append(append([]string{o.From, o.Reject}, o.Only...), o.Approve...), o.Rerun...), o.TookEffect...) {
 		if id != "" && rb.Step(id) == nil {
 			return exitcode.With(exitcode.Invalid, fmt.Errorf("no step %q in %s (steps: %s)", id, rb.Name, strings.Join(rb.StepIDs(), ", ")))
+		}
+	}
+	if o.Reject != "" {
+		if _, ok := rb.Step(o.Reject).Action.(actions.Asker); !ok {
+			return exitcode.With(exitcode.Invalid, fmt.Errorf("step %s asks for no approval: --reject names a confirm step", o.Reject))
 		}
 	}
 	return nil

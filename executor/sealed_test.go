@@ -298,3 +298,30 @@ func TestSealedPlanControlDatabaseLedger(t *testing.T) {
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// A run of a plan that pauses for approval is resumed without --plan: the
+// state keeps the plan, the ledger names the run, and it goes on; another
+// run of the plan meanwhile is refused.
+func TestSealedPlanResume(t *testing.T) {
+	f := newSealedFixture(t)
+	f.write(strings.Replace(sealedRunbook, "  - id: after\n", "  - id: gate\n    confirm: Go on?\n  - id: after\n", 1))
+	f.plan()
+	code, out := f.runbook("run", "rb.yaml", "--plan", "p.plan", "--state", "st.json", "--log", "audit.log")
+	if code != 3 {
+		t.Fatalf("run --plan: exit %d, want 3 (paused)\n%s", code, testbin.Tail(out, 3000))
+	}
+	if code, out := f.runbook("run", "rb.yaml", "--plan", "p.plan", "--state", "other.json"); code != 4 || !strings.Contains(out, "was already applied") {
+		t.Errorf("another run of the paused plan: exit %d, want 4\n%s", code, out)
+	}
+	code, out = f.runbook("resume", "rb.yaml", "--state", "st.json", "--log", "audit.log", "--approve", "gate")
+	if code != 0 {
+		t.Fatalf("resume: exit %d\n%s", code, testbin.Tail(out, 3000))
+	}
+	if got := f.logRows(); got != "-1,2" {
+		t.Errorf("log rows %q", got)
+	}
+	b, _ := os.ReadFile(filepath.Join(f.dir, "audit.log"))
+	if n := strings.Count(string(b), `"event":"run.start"`); n != 2 || strings.Count(string(b), `"plan":"sha256:`) < 2 {
+		t.Errorf("%d run.start lines; both must name the plan", n)
+	}
+}
