@@ -42,6 +42,10 @@ type Context struct {
 	Approver Approver
 	// Attempt is the attempt number, from 1.
 	Attempt int
+	// StartOver is set on the first attempt of a step the operator named
+	// with resume --rerun: an action whose progress would otherwise go on
+	// from its journal (a copy) starts over.
+	StartOver bool
 	// Plan is what a sealed plan approved for this step (run --plan,
 	// docs/plan.md "Sealed plans"); nil when nothing is bound to it.
 	Plan *Bound

@@ -257,6 +257,13 @@ func (r *Report) writeSessions(b *bytes.Buffer) {
 			if st.GenTotal > 0 {
 				p("- generated statements executed: %d (%s)\n", st.GenTotal, plural(st.GenRows, "row"))
 			}
+			if len(st.Copied) > 0 {
+				p("\n| table | parts | rows | bytes | COPY time |\n| --- | ---: | ---: | ---: | ---: |\n")
+				for _, c := range st.Copied {
+					p("| %s | %d | %d | %d | %s |\n", mdEscape(c.Table), c.Parts, c.Rows, c.Bytes, fmtDur(c.Busy))
+				}
+				p("\n")
+			}
 			if st.Error != "" {
 				p("- **error:**\n")
 				writeBlock(b, "  ", "text", st.Error)
@@ -361,6 +368,17 @@ func entryItem(e ReportEntry) reportItem {
 			t += ": " + oneLine(ev.Error)
 		}
 		return reportItem{text: t}
+	case actions.CopyPhase:
+		return text("copy resumed at its %s: %d of %d already committed", ev.Phase, ev.Total-ev.Todo, ev.Total)
+	case actions.CopyDone:
+		t := fmt.Sprintf("copied %s in %s (%s, %s)", plural(int64(ev.Tables), "table"), plural(int64(ev.Parts), "part"), plural(ev.Rows, "row"), plural(ev.Bytes, "byte"))
+		if ev.Resumed > 0 {
+			t += fmt.Sprintf("; %d parts committed before this attempt", ev.Resumed)
+		}
+		if ev.Verify != "" && ev.Verify != "none" {
+			t += "; verified: " + ev.Verify
+		}
+		return text("%s", t)
 	case actions.ConfirmApproved:
 		return reportItem{text: fmt.Sprintf("approved by **%s** (%s) at %s", ev.By, code(ev.How), fmtTime(ev.At)), block: ev.Prompt, lang: "quote"}
 	case actions.ConfirmRejected:

@@ -128,7 +128,8 @@ func (r *runner) attempt(ctx context.Context, step *schema.Step, runner actions.
 	defer conns.closeExtra()
 	rc := &actions.Context{Step: step, Env: r.env,
 		Conns: conns, Redact: r.red, Dir: r.dir, File: r.rb.File, Journal: &journal{r: r, step: step.ID},
-		Approver: r, Attempt: n, Events: stepEvents{r: r, step: step.ID}}
+		Approver: r, Attempt: n, Events: stepEvents{r: r, step: step.ID},
+		StartOver: n == 1 && slices.Contains(r.o.Rerun, step.ID)}
 	if r.plan != nil {
 		rc.Plan = r.plan.bound(step.ID)
 		if why := r.plan.unbound(step.ID); why != "" {
