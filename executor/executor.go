@@ -568,6 +568,9 @@ func (r *runner) run(ctx context.Context) error {
 			interrupted = true
 			r.emit("", RunInterrupted{Step: step.ID})
 			failure = err
+		case errors.As(err, new(*actions.Rejection)) && failure == nil:
+			// A rejection stops the run whatever on_failure says.
+			failure = err
 		case step.OnFailure == "continue":
 			r.emit("", StepFailureIgnored{Step: step.ID})
 		case failure == nil:

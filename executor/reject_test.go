@@ -18,6 +18,7 @@ steps:
   - id: before
     shell: {run: "echo before >> effects"}
   - id: gate
+    on_failure: continue
     confirm: Switch the application to the new database.
   - id: after
     shell: {run: "echo after >> effects"}
@@ -26,9 +27,9 @@ steps:
     shell: {run: "echo cleanup >> effects"}
 `
 
-// resume --reject ends the run rejected (exit 6): who, when and why are in
-// the audit log and the report, the always step runs, the step after the
-// gate does not; the run cannot be resumed, run without --fresh refuses it,
+// resume --reject ends the run rejected (exit 6), though the gate says
+// on_failure: continue: who, when and why are in the audit log and the
+// report, the always step runs, the step after the gate does not; the run cannot be resumed, run without --fresh refuses it,
 // and run --fresh starts over.
 func TestRejectViaResume(t *testing.T) {
 	h := newHarness(t)
