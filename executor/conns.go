@@ -101,7 +101,8 @@ func (c *conns) dial(ctx context.Context, name string, announce bool) (*pgx.Conn
 	}
 	var srv Server
 	err = conn.QueryRow(ctx, `SELECT (SELECT system_identifier::text FROM pg_control_system()),
-		current_setting('server_version'), current_database()`).Scan(&srv.SystemID, &srv.Version, &srv.Database)
+		current_setting('server_version'), current_database(),
+		(SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&srv.SystemID, &srv.Version, &srv.Database, &srv.DatabaseOID)
 	if err != nil {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("connection %s: reading the server's identity: %w", name, c.red.Error(err))

@@ -42,9 +42,12 @@ type Report struct {
 	Servers  map[string]Server
 	Secrets  []string
 	Approved map[string]Approve
-	LogPath  string
-	Verify   *VerifyResult
-	Sessions []*ReportSession
+	// Plan is the id of the sealed plan the run executed, PlanFile the plan
+	// file as given (run --plan); "" for none.
+	Plan, PlanFile string
+	LogPath        string
+	Verify         *VerifyResult
+	Sessions       []*ReportSession
 	// LogLines counts the log lines of this run (other runs' lines are not
 	// used).
 	LogLines int
@@ -66,13 +69,15 @@ type ReportSession struct {
 	Version     string
 	Ticket      string
 	Digest      string
-	Runbook     string
-	Params      map[string]string
-	Started     time.Time
-	Ended       time.Time
-	Outcome     string // "" when the session has no run.end
-	Error       string
-	Duration    time.Duration
+	// Plan is the sealed plan the session executed (run --plan).
+	Plan     string
+	Runbook  string
+	Params   map[string]string
+	Started  time.Time
+	Ended    time.Time
+	Outcome  string // "" when the session has no run.end
+	Error    string
+	Duration time.Duration
 	// FirstTime and LastTime are the times of the session's first and last
 	// events (its span on the timeline when it has no run.start or run.end).
 	FirstTime, LastTime time.Time
@@ -105,6 +110,8 @@ type ReportStep struct {
 	Duration time.Duration
 	HasDur   bool
 	Error    string
+	// Rejected is the step's rejection (a confirm step refused).
+	Rejected *actions.ConfirmRejected
 	// Entries are what the step did, in order: the events the report tells,
 	// and the commands it ran.
 	Entries []ReportEntry
@@ -185,6 +192,7 @@ func BuildReport(o ReportOptions) (*Report, error) {
 	r := &Report{Status: st, LogPath: o.LogPath, opts: o}
 	if full, err := loadState(store); err == nil && full != nil {
 		r.Servers, r.Secrets, r.Approved = full.Servers, full.Secrets, full.Approved
+		r.Plan, r.PlanFile = full.Plan, full.PlanFile
 	}
 	if o.LogPath == "" {
 		return r, nil
@@ -275,12 +283,12 @@ func (r *Report) add(cur *ReportSession, rec event.Record, line int) *ReportSess
 		s.HasRunStart = true
 		s.Operator, s.Host, s.Version, s.Ticket = start.Operator, start.Host, start.Version, start.Ticket
 		s.Runbook, s.Digest, s.Resume, s.Started = start.Runbook, start.Digest, start.Resume, rec.Time
-		s.Params = start.Params
+		s.Params, s.Plan = start.Params, start.Plan
 		return cur
 	case RunEnd:
 		s.Outcome, s.Error, s.Ended, s.Duration = e.Outcome, e.Error, rec.Time, e.Duration
 		return cur
-	case ConnOpen:
+	case ConnOpen, PlanApplied:
 		s.Notes = append(s.Notes, ReportNote{Event: ev, Line: line, Message: rec.Message, Time: rec.Time})
 		return cur
 	case RunPaused, RunInterrupted:
@@ -321,7 +329,12 @@ func (r *Report) addStepEvent(st *ReportStep, ev event.Event) {
 		st.Status, st.Error = e.Status, e.Error
 		st.Duration, st.HasDur = e.Duration, true
 	case StepFailureIgnored, StepSettled, TxTerminated, actions.SQLStatement, actions.SQLFailure, actions.SQLNotice,
-		actions.SQLEmpty, actions.GenerateRerun, actions.GenerateAutocommit, actions.AssertResult, actions.ConfirmApproved:
+		actions.SQLEmpty, actions.GenerateRerun, actions.GenerateAutocommit, actions.AssertResult, actions.ConfirmApproved,
+		actions.ConfirmRefused, actions.GenerateBound, PlanUnbound:
+		entry()
+	case actions.ConfirmRejected:
+		st.Rejected = &e
+		entry()
 		entry()
 	case RunPaused:
 		if st.Status == "" {

@@ -52,6 +52,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	if st.Ended != nil {
 		p("- **Ended:** %s (%s after the start)\n", fmtTime(*st.Ended), fmtDur(st.Ended.Sub(st.Started)))
 	}
+	if r.Plan != "" {
+		p("- **Plan:** %s (sealed plan %s)\n", code(r.Plan), code(r.PlanFile))
+	}
 	p("- **State:** %s\n", code(st.State))
 	r.writeLogLine(&b)
 	b.WriteString("\n")
@@ -217,6 +220,9 @@ func (r *Report) writeSessions(b *bytes.Buffer) {
 			if status == "" {
 				status = "no step.end (the process stopped inside the step)"
 			}
+			if st.Rejected != nil {
+				status = "rejected"
+			}
 			p("#### %d. %s", index[st.ID], code(st.ID))
 			if st.Kind != "" {
 				p(" (%s)", st.Kind)
@@ -375,6 +381,14 @@ func entryItem(e ReportEntry) reportItem {
 		return text("%s", t)
 	case actions.ConfirmApproved:
 		return reportItem{text: fmt.Sprintf("approved by **%s** (%s) at %s", ev.By, code(ev.How), fmtTime(ev.At)), block: ev.Prompt, lang: "quote"}
+	case actions.ConfirmRejected:
+		return reportItem{text: fmt.Sprintf("**rejected** by **%s** (%s) at %s: %s", ev.By, code(ev.How), fmtTime(ev.At), mdEscape(oneLine(ev.Reason))), block: ev.Prompt, lang: "quote"}
+	case actions.ConfirmRefused:
+		return text("approval by **%s** (%s) at %s **refused**: %s", ev.By, code(ev.How), fmtTime(ev.At), mdEscape(oneLine(ev.Reason)))
+	case actions.GenerateBound:
+		return text("the %s generated now are those plan %s approved", plural(int64(ev.Statements), "statement"), code(ev.Plan))
+	case PlanUnbound:
+		return text("not bound by plan %s: %s", code(ev.Plan), ev.Why)
 	}
 	return text("%s: %s", code(e.Event.Name()), oneLine(e.Event.Message()))
 }
