@@ -853,10 +853,20 @@ func stripComments(sql string) string {
 	}
 }
 
+// postMemory is the maintenance_work_mem of the sessions that build
+// indexes, unless the server's is larger: the default (64MB) makes a large
+// table's index build sort on disk.
+const postMemory = 256 << 10 // kB
+
 func (c *copier) postSession(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := c.targetSession(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`SELECT set_config('maintenance_work_mem', '%dkB', false)
+		WHERE (SELECT setting::bigint FROM pg_settings WHERE name = 'maintenance_work_mem') < %d`, postMemory, postMemory)); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("post-data: %w", err)
 	}
 	if err := execScript(ctx, conn, c.plan.PostData.Preamble); err != nil {
 		conn.Close(ctx)
