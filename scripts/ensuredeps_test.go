@@ -14,15 +14,15 @@ import (
 // stand-ins: apt-cache answers with the given candidate version, apt-get
 // records its arguments (one call a line) and installs nothing.
 type fakeMachine struct {
-	root, lib, share, bin, calls string
+	root, lib, share, usrbin, bin, calls string
 }
 
 func newFakeMachine(t *testing.T, candidate string) *fakeMachine {
 	t.Helper()
 	root := t.TempDir()
 	m := &fakeMachine{root: root, lib: filepath.Join(root, "lib"), share: filepath.Join(root, "share"),
-		bin: filepath.Join(root, "bin"), calls: filepath.Join(root, "apt-get.calls")}
-	for _, d := range []string{m.lib, m.share, m.bin} {
+		usrbin: filepath.Join(root, "usrbin"), bin: filepath.Join(root, "bin"), calls: filepath.Join(root, "apt-get.calls")}
+	for _, d := range []string{m.lib, m.share, m.usrbin, m.bin} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +42,7 @@ func (m *fakeMachine) script(t *testing.T, name, body string) {
 }
 
 // install puts files of an installed package in place: "server 15",
-// "pgaudit 15", "postgis 15".
+// "pgaudit 15", "postgis 15", "pgcopydb" (any version).
 func (m *fakeMachine) install(t *testing.T, what, major string) {
 	t.Helper()
 	var path string
@@ -53,6 +53,8 @@ func (m *fakeMachine) install(t *testing.T, what, major string) {
 		path = filepath.Join(m.lib, major, "lib", "pgaudit.so")
 	case "postgis":
 		path = filepath.Join(m.share, major, "extension", "postgis.control")
+	case "pgcopydb":
+		path = filepath.Join(m.usrbin, "pgcopydb")
 	default:
 		t.Fatalf("unknown package kind %q", what)
 	}
@@ -73,7 +75,7 @@ func (m *fakeMachine) run(t *testing.T, args ...string) (int, string, string) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
-	cmd.Env = []string{"PATH=" + m.bin + ":/usr/bin:/bin", "ENSURE_DEPS_PGLIB=" + m.lib, "ENSURE_DEPS_PGSHARE=" + m.share, "LC_ALL=C"}
+	cmd.Env = []string{"PATH=" + m.bin + ":/usr/bin:/bin", "ENSURE_DEPS_PGLIB=" + m.lib, "ENSURE_DEPS_PGSHARE=" + m.share, "ENSURE_DEPS_BINDIR=" + m.usrbin, "LC_ALL=C"}
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
@@ -109,26 +111,35 @@ func TestEnsureDepsPrint(t *testing.T) {
 		candidate string
 		installed [][2]string
 		want      []string
+		args      []string
 	}{
 		{"fresh machine: everything, for the candidate's version", "16+257", nil,
-			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3"}},
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3"}, nil},
 		{"server installed: its version wins over the candidate", "17+260", [][2]string{{"server", "15"}},
-			[]string{"postgresql-15-pgaudit", "postgresql-15-postgis-3"}},
+			[]string{"postgresql-15-pgaudit", "postgresql-15-postgis-3"}, nil},
 		{"two servers: the newest", "15+248", [][2]string{{"server", "14"}, {"server", "16"}, {"pgaudit", "14"}, {"postgis", "14"}},
-			[]string{"postgresql-16-pgaudit", "postgresql-16-postgis-3"}},
+			[]string{"postgresql-16-pgaudit", "postgresql-16-postgis-3"}, nil},
 		{"only postgis missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}},
-			[]string{"postgresql-15-postgis-3"}},
+			[]string{"postgresql-15-postgis-3"}, nil},
 		{"everything there", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}},
-			nil},
+			nil, nil},
 		{"extension files without a server do not decide the version", "16", [][2]string{{"pgaudit", "15"}, {"postgis", "15"}},
-			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3"}},
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3"}, nil},
+		{"pgcopydb missing: only --bench asks for it", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}},
+			nil, nil},
+		{"--bench: pgcopydb missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}},
+			[]string{"pgcopydb"}, []string{"--bench"}},
+		{"--bench on a fresh machine: everything in one list", "16+257", nil,
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "pgcopydb"}, []string{"--bench"}},
+		{"--bench, pgcopydb installed", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"pgcopydb", ""}},
+			nil, []string{"--bench"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newFakeMachine(t, tc.candidate)
 			for _, p := range tc.installed {
 				m.install(t, p[0], p[1])
 			}
-			code, out, errOut := m.run(t, "--print")
+			code, out, errOut := m.run(t, append([]string{"--print"}, tc.args...)...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
