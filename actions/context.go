@@ -39,6 +39,10 @@ type Context struct {
 	Approver Approver
 	// Attempt is the attempt number, from 1.
 	Attempt int
+	// StartOver is set on the first attempt of a step the operator named
+	// with resume --rerun: an action whose progress would otherwise go on
+	// from its journal (a copy) starts over.
+	StartOver bool
 }
 
 // Conns gives actions the runbook's connections.

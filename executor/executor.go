@@ -494,6 +494,10 @@ func (r *runner) run(ctx context.Context) error {
 	switch {
 	case interrupted:
 		return r.finish("interrupted", exitcode.With(exitcode.Interrupted, fmt.Errorf("interrupted; the state is resumable:\n  %s", resumeCommand(r.o, st.store.Where()))))
+	case failure != nil && exitcode.Of(failure) == exitcode.Refused:
+		// The step refused to go on (a copy whose source was written since
+		// it started): the run is refused, as a resume that refuses is.
+		return r.finish("refused", failure)
 	case failure != nil:
 		return r.finish("failed", exitcode.With(exitcode.StepFailed, fmt.Errorf("%w\nfix the cause, then continue with:\n  %s", failure, resumeCommand(r.o, st.store.Where()))))
 	}

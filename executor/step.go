@@ -128,7 +128,8 @@ func (r *runner) attempt(ctx context.Context, step *schema.Step, runner actions.
 	defer conns.closeExtra()
 	rc := &actions.Context{Step: step, Env: r.env,
 		Conns: conns, Redact: r.red, Dir: r.dir, File: r.rb.File, Journal: &journal{r: r, step: step.ID},
-		Approver: r, Attempt: n, Events: stepEvents{r: r, step: step.ID}}
+		Approver: r, Attempt: n, Events: stepEvents{r: r, step: step.ID},
+		StartOver: n == 1 && slices.Contains(r.o.Rerun, step.ID)}
 	out, err := runner.Run(ctx, rc)
 	if err != nil && ctx.Err() != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {

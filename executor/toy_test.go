@@ -185,9 +185,12 @@ steps:
 			t.Fatalf("run %d: exit %d\n%s", attempt, code, tail(out))
 		}
 		kills++
-		// Resume once there is a state to resume.
-		if _, err := os.Stat(filepath.Join(dir, "state.json")); err == nil {
-			resume = true
+		// Resume once there is a state to resume (the snapshot, or the one
+		// replacing it: the file store's PATH.next).
+		for _, f := range []string{"state.json", "state.json.next"} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+				resume = true
+			}
 		}
 	}
 	if !finished {

@@ -154,6 +154,13 @@ func (Duration) jsonSchema(*schemaGen) map[string]any {
 	}}
 }
 
+func (Size) jsonSchema(*schemaGen) map[string]any {
+	return map[string]any{"anyOf": []any{
+		map[string]any{"type": "string", "pattern": sizeRe.String()},
+		map[string]any{"type": "integer", "minimum": 0, "$comment": "bytes"},
+	}}
+}
+
 func (ConnRef) jsonSchema(*schemaGen) map[string]any {
 	return map[string]any{"type": "string", "$comment": "The name of one of the runbook's connections."}
 }

@@ -1,0 +1,156 @@
+package actions
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/runbookhq/runbook/internal/event"
+	"github.com/runbookhq/runbook/internal/pgcopy"
+)
+
+// The events of the copy action.
+
+func init() {
+	event.MustRegister(CopyPhase{}, CopyPartStart{}, CopyPartEnd{}, CopyDone{})
+}
+
+// CopyPhase: a phase of the copy begins (schema, data, post-data, verify),
+// with Todo of Total items left to do.
+type CopyPhase struct {
+	Phase   string `json:"phase"`
+	Todo    int    `json:"todo"`
+	Total   int    `json:"total"`
+	Resumed bool   `json:"resumed,omitempty"`
+}
+
+// Name implements event.Event.
+func (CopyPhase) Name() string { return "copy.phase" }
+
+// Message implements event.Event.
+func (e CopyPhase) Message() string {
+	return fmt.Sprintf("copy: %s, %d of %d to do", e.Phase, e.Todo, e.Total)
+}
+
+// Problem implements event.Problem: the operator sees where a resumed copy
+// goes on.
+func (e CopyPhase) Problem() (event.Issue, bool) {
+	if !e.Resumed {
+		return event.Issue{}, false
+	}
+	return event.Issue{Level: event.Info, Message: fmt.Sprintf("copy resumed: %s, %d of %d already committed", e.Phase, e.Total-e.Todo, e.Total)}, true
+}
+
+// CopyPartStart: a table part's COPY begins.
+type CopyPartStart struct {
+	Table string `json:"table"`
+	Part  string `json:"part"`
+	Bytes int64  `json:"bytes"`
+}
+
+// Name implements event.Event.
+func (CopyPartStart) Name() string { return "copy.part.start" }
+
+// Message implements event.Event.
+func (e CopyPartStart) Message() string { return "copying " + e.Part }
+
+// CopyPartEnd: a table part committed on the target.
+type CopyPartEnd struct {
+	Table    string        `json:"table"`
+	Part     string        `json:"part"`
+	Rows     int64         `json:"rows"`
+	Bytes    int64         `json:"bytes"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Name implements event.Event.
+func (CopyPartEnd) Name() string { return "copy.part.end" }
+
+// Message implements event.Event.
+func (e CopyPartEnd) Message() string { return "copied " + e.Part }
+
+// Detail implements event.Detailer.
+func (e CopyPartEnd) Detail() string {
+	return fmt.Sprintf("copied %s: %s, %s in %s", e.Part, rowCount(e.Rows), byteSize(e.Bytes), e.Duration.Round(time.Millisecond))
+}
+
+// CopyDone: the copy ended; Resumed parts were committed before this
+// attempt.
+type CopyDone struct {
+	Tables   int           `json:"tables"`
+	Parts    int           `json:"parts"`
+	Resumed  int           `json:"resumed_parts"`
+	Rows     int64         `json:"rows"`
+	Bytes    int64         `json:"bytes"`
+	Verify   string        `json:"verify"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Name implements event.Event.
+func (CopyDone) Name() string { return "copy.done" }
+
+// Message implements event.Event.
+func (e CopyDone) Message() string {
+	return fmt.Sprintf("copied %d tables (%d parts), %s, %s", e.Tables, e.Parts, rowCount(e.Rows), byteSize(e.Bytes))
+}
+
+// CopyProgress is how far the rows' copy is. It is live: shown on a
+// terminal, never logged.
+type CopyProgress struct {
+	Bytes, TotalBytes int64
+	Parts, TotalParts int
+	Rows              int64
+	Busy, Jobs        int
+}
+
+// Name implements event.Event.
+func (CopyProgress) Name() string { return "copy.progress" }
+
+// Message implements event.Event.
+func (e CopyProgress) Message() string {
+	return fmt.Sprintf("%d/%d parts", e.Parts, e.TotalParts)
+}
+
+// Progress implements event.Progressor.
+func (e CopyProgress) Progress() event.Progress {
+	return event.Progress{Done: e.Bytes, Total: e.TotalBytes, Estimated: true, Unit: "bytes",
+		Also: []event.Count{{Label: "parts", Done: int64(e.Parts), Total: int64(e.TotalParts)},
+			{Label: "rows", Done: e.Rows}, {Label: "busy", Done: int64(e.Busy), Total: int64(e.Jobs)}}}
+}
+
+// copyObserver turns what the copy does into the step's events.
+type copyObserver struct {
+	events event.Sink
+	start  time.Time
+	jobs   int
+}
+
+func (o *copyObserver) Phase(p pgcopy.PhaseInfo) {
+	o.events.Emit(CopyPhase{Phase: p.Name, Todo: p.Todo, Total: p.Total, Resumed: p.Resumed})
+}
+
+func (o *copyObserver) PartStart(t *pgcopy.Table, p pgcopy.Part) {
+	o.events.Emit(CopyPartStart{Table: t.Label(), Part: p.ID, Bytes: p.Bytes})
+}
+
+func (o *copyObserver) PartEnd(t *pgcopy.Table, p pgcopy.Part, rows, bytes int64, d time.Duration) {
+	o.events.Emit(CopyPartEnd{Table: t.Label(), Part: p.ID, Rows: rows, Bytes: bytes, Duration: d})
+}
+
+func (o *copyObserver) Progress(p pgcopy.Progress) {
+	if o.events.Live() {
+		o.events.Emit(CopyProgress{Bytes: p.Bytes, TotalBytes: p.TotalBytes, Parts: p.Parts, TotalParts: p.TotalParts, Rows: p.Rows, Busy: p.Busy, Jobs: o.jobs})
+	}
+}
+
+// byteSize formats a byte count with binary units: 288.9 MiB.
+func byteSize(n int64) string {
+	b, units, i := float64(n), []string{"B", "KiB", "MiB", "GiB", "TiB"}, 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f %s", b, units[i])
+}
