@@ -169,7 +169,7 @@ func TestP6Progress(t *testing.T) {
 		rows int64
 		ok   bool
 	}{
-		{`{"level":"info","run_id":"R","step":"copy","event":"copy.part.end","table":"public.events","part":3,"rows":125000,"bytes":9000000,"message":"part copied"}`, 125000, true},
+		{`{"level":"info","run_id":"R","step":"copy","event":"copy.part.end","table":"public.events","part":"public.events blocks 0–4095","rows":125000,"bytes":9000000,"message":"part copied"}`, 125000, true},
 		{`{"event":"copy.part.end","table":"public.settings","part":0,"rows":"42"}`, 42, true},
 		{`{"event":"copy.part.start","table":"public.events","part":4}`, 0, false},
 		{`{"event":"copy.part.end","table":"public.events","part":5}`, 0, true},
@@ -184,10 +184,14 @@ func TestP6Progress(t *testing.T) {
 	}
 }
 
-// TestP6Runbook: P6's runbook asks for what the goal states (two jobs, two
-// index jobs, no verification) and passes the URLs through secret params.
+// TestP6Runbook: P6's runbook is valid and asks for what the goal states
+// (two jobs, two index jobs, no verification), the URLs through secret
+// params.
 func TestP6Runbook(t *testing.T) {
 	rb := p6Runbook("64MB")
+	if _, err := schema.Load("p6.yaml", []byte(rb)); err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{"jobs: 2\n", "index_jobs: 2\n", "verify: none\n", "split_larger_than: 64MB\n", "schema: true\n",
 		"source_url: {secret: true, env: BENCH_SRC}", "target_url: {secret: true, env: BENCH_TGT}"} {
 		if !strings.Contains(rb, want) {

@@ -279,7 +279,8 @@ func (h *harness) p6(mb int, split string, resumeRounds int) error {
 		killedAt = append(killedAt, k.fraction)
 		elapsedAt = append(elapsedAt, k.elapsed.Seconds()/sc.med)
 		if h.verbose {
-			fmt.Printf("    killed at %.0f%% of the rows (%s, %.2f× a full copy); resume %s\n", k.fraction*100, fmtDur(k.elapsed), k.elapsed.Seconds()/sc.med, fmtDur(k.resume))
+			fmt.Printf("    killed at %.0f%% of the rows (copy.part.end events: %d rows, the target's n_tup_ins: %d, of %d) after %s, %.2f× a full copy; resume %s\n",
+				k.fraction*100, k.events, k.stats, total, fmtDur(k.elapsed), k.elapsed.Seconds()/sc.med, fmtDur(k.resume))
 		}
 	}
 	rr := statsOf(resumes)
@@ -330,6 +331,8 @@ type p6Kill struct {
 	fraction float64       // of the source's rows committed on the target when killed
 	elapsed  time.Duration // from the start to the kill
 	resume   time.Duration // runbook resume, to the end
+	events   int64         // rows of the copy.part.end events read before the kill
+	stats    int64         // the target's committed inserts (n_tup_ins) last read before the kill
 }
 
 // p6Resume starts (c), follows its copy.part.end events (and the target's
@@ -401,6 +404,7 @@ func (h *harness) p6Resume(c *command, env []string, fresh, check func() error, 
 		if done := max(evRows.Load(), statRows.Load()); done >= want {
 			k.elapsed = time.Since(start)
 			k.fraction = float64(done) / float64(total)
+			k.events, k.stats = evRows.Load(), statRows.Load()
 			break
 		}
 	}
