@@ -199,3 +199,30 @@ func TestP6Runbook(t *testing.T) {
 		}
 	}
 }
+
+// TestP6Load runs P6's whole load on real PostgreSQL, at the full size's
+// row numbers: each table's fill statement for its last 1,000 rows (the
+// expressions must not overflow at the highest row numbers), then the keys,
+// indexes and the foreign key. The rows orders refer to exist: customers are
+// loaded in full (the smallest plan's).
+func TestP6Load(t *testing.T) {
+	srv := pgtest.Shared(t)
+	db := pgtest.DatabaseName(t, srv.NewDatabase(t))
+	for _, mb := range []int{100, 1024} {
+		tables := p6Tables(mb)
+		for _, tb := range tables {
+			srv.Exec(t, db, "DROP TABLE IF EXISTS "+tb.name+" CASCADE")
+			srv.Exec(t, db, tb.ddl)
+			from := max(1, tb.rows-999)
+			if tb.name == "customers" {
+				from = 1
+			}
+			srv.Exec(t, db, fmt.Sprintf(tb.fill, from, tb.rows))
+		}
+		for _, tb := range tables {
+			for _, sql := range tb.post {
+				srv.Exec(t, db, sql)
+			}
+		}
+	}
+}

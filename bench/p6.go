@@ -50,7 +50,7 @@ func p6Tables(mb int) []p6Table {
 	ts := []p6Table{
 		{name: "events", share: 0.56, bytes: 240,
 			ddl: "CREATE TABLE events (id bigint NOT NULL, account_id int NOT NULL, kind text NOT NULL, amount numeric(14,2) NOT NULL, created_at timestamptz NOT NULL, note text, payload bytea)",
-			fill: `INSERT INTO events SELECT g, (g * 7919) %% 100000, (ARRAY['click','view','buy','refund','signup'])[g %% 5 + 1], round((g %% 100000) * 1.37, 2),
+			fill: `INSERT INTO events SELECT g, (g::bigint * 7919) %% 100000, (ARRAY['click','view','buy','refund','signup'])[g %% 5 + 1], round((g %% 100000) * 1.37, 2),
 				timestamptz '2026-01-01' - g * interval '1 second', md5(g::text), decode(md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text), 'hex')
 				FROM generate_series(%d, %d) g`,
 			post: []string{"ALTER TABLE events ADD PRIMARY KEY (id)", "CREATE INDEX events_account ON events (account_id)",
