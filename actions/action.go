@@ -76,6 +76,12 @@ type Previewer interface {
 	Preview(ctx context.Context, rc *Context) ([]string, error)
 }
 
+// Asker is implemented by actions that ask a human for approval (confirm):
+// resume --reject names only their steps.
+type Asker interface {
+	AsksApproval()
+}
+
 // Describer is implemented by journaled actions that can say, for a person,
 // what a unit's data stands for, in messages about work in doubt after a
 // server restart.

@@ -2,7 +2,10 @@ package actions
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,6 +46,19 @@ type Context struct {
 	// with resume --rerun: an action whose progress would otherwise go on
 	// from its journal (a copy) starts over.
 	StartOver bool
+	// Plan is what a sealed plan approved for this step (run --plan,
+	// docs/plan.md "Sealed plans"); nil when nothing is bound to it.
+	Plan *Bound
+}
+
+// Bound is the statements a sealed plan approved for a step. An action that
+// generates statements executes them only if it generates exactly this list
+// at run time; otherwise it refuses before the first (exit 4).
+type Bound struct {
+	// Plan is the plan's id (its seal).
+	Plan string
+	// Statements are the statements approved, in order.
+	Statements []string
 }
 
 // Conns gives actions the runbook's connections.
@@ -68,7 +84,30 @@ type Approver interface {
 	// given ("terminal", "--yes", "--approve") and who gave it, or an error:
 	// when nobody can approve now, one that pauses the run until a resume
 	// approves the step.
-	Approve(ctx context.Context, stepID, message string) (Approval, error)
+	Approve(ctx context.Context, req ApprovalRequest) (Approval, error)
+}
+
+// ApprovalRequest is what a confirm step asks of the approver: its step, the
+// message shown, and who may approve it.
+type ApprovalRequest struct {
+	Step    string
+	Message string
+	// Approvers, when set, are the only people whose approval counts.
+	Approvers []string
+	// NotOperator refuses an approval by the run's operator (four eyes).
+	NotOperator bool
+}
+
+// Qualifies says why an approval by by does not count for the request, in a
+// run started by operator; nil when it does.
+func (r ApprovalRequest) Qualifies(by, operator string) error {
+	if len(r.Approvers) > 0 && !slices.Contains(r.Approvers, by) {
+		return fmt.Errorf("%s is not among the approvers of step %s (%s)", by, r.Step, strings.Join(r.Approvers, ", "))
+	}
+	if r.NotOperator && by == operator {
+		return fmt.Errorf("%s started this run, and step %s needs someone other than the run's operator", by, r.Step)
+	}
+	return nil
 }
 
 // Approval records who approved a confirm step, when and how.

@@ -53,6 +53,10 @@ func (CopyPartStart) Name() string { return "copy.part.start" }
 // Message implements event.Event.
 func (e CopyPartStart) Message() string { return "copying " + e.Part }
 
+// Part implements event.Parted: the part begins (a lane of the HTML
+// report's timeline).
+func (e CopyPartStart) PartOf() event.Part { return event.Part{Name: e.Part, Phase: event.PartBegin} }
+
 // CopyPartEnd: a table part committed on the target.
 type CopyPartEnd struct {
 	Table    string        `json:"table"`
@@ -67,6 +71,9 @@ func (CopyPartEnd) Name() string { return "copy.part.end" }
 
 // Message implements event.Event.
 func (e CopyPartEnd) Message() string { return "copied " + e.Part }
+
+// Part implements event.Parted: the part ends, committed.
+func (e CopyPartEnd) PartOf() event.Part { return event.Part{Name: e.Part, Phase: event.PartEnd} }
 
 // Detail implements event.Detailer.
 func (e CopyPartEnd) Detail() string {

@@ -114,20 +114,26 @@ CREATE TABLE secured (i int);
 ALTER TABLE secured ENABLE ROW LEVEL SECURITY;
 ALTER TABLE secured FORCE ROW LEVEL SECURITY;
 INSERT INTO secured VALUES (1), (2);
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE pair AS (a int, b text);
+CREATE TABLE typed (m mood, ms mood[], p pair, j jsonb, r int4range, a text[]);
+INSERT INTO typed SELECT 'ok', '{sad,happy}', ROW(g, 'b' || g)::pair, jsonb_build_object('g', g), int4range(g, g + 10), ARRAY['x', NULL, 'z']
+  FROM generate_series(1, 100) g;
 CREATE SEQUENCE free_seq;
 SELECT setval('free_seq', 77);
 SELECT lo_from_bytea(424242, 'large object data'::bytea);
 `
 
 // TestCopyEveryKindOfData: partitions, generated columns, unlogged tables,
-// row security, large objects, sequences, a materialized view, triggers and
+// types whose binary form differs between servers (composite, arrays of an
+// enum: sent as text) and those sent in binary, row security, large objects, sequences, a materialized view, triggers and
 // foreign keys that must not fire, split tables (key and block ranges): all
 // arrive, equal on both sides.
 func TestCopyEveryKindOfData(t *testing.T) {
 	src, tgt := newDB(t), newDB(t)
 	src.exec(t, everyKind)
 	dir := copyRunbook(t, "      jobs: 2\n      split_larger_than: 256kB\n      verify: checksum\n")
-	code, out := copyRun(t, dir, src, tgt, nil, nil, "run", "copy.yaml", "--state", "st.json", "--yes")
+	code, out := copyRun(t, dir, src, tgt, nil, nil, "run", "copy.yaml", "--state", "st.json", "--yes", "--log", "audit.jsonl")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, testbin.Tail(out, 4000))
 	}
@@ -157,6 +163,16 @@ func TestCopyEveryKindOfData(t *testing.T) {
 	}
 	if strings.Contains(out, src.url) || strings.Contains(out, tgt.url) {
 		t.Error("a connection URL reached the output")
+	}
+	// The report lists the copy per table.
+	code, rep := testbin.Run(t, testbin.Build(t), testbin.Cmd{Dir: dir}, "report", "--state", "st.json", "--log", "audit.jsonl")
+	if code != 0 {
+		t.Fatalf("report: exit %d\n%s", code, rep)
+	}
+	for _, want := range []string{"| table | parts | rows | bytes | COPY time |", "| public.big | 9 | 20000 |", "| public.parted\\_1 | 1 | 500 |", "verified: checksum"} {
+		if !strings.Contains(rep, want) {
+			t.Errorf("the report has no %q:\n%s", want, rep)
+		}
 	}
 }
 
@@ -279,7 +295,7 @@ func TestCopySourceKilledMidCopy(t *testing.T) {
 			}
 			var n int
 			err := watch.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-				WHERE datname = current_database() AND state = 'active' AND query LIKE 'COPY %wide%TO STDOUT'`).Scan(&n)
+				WHERE datname = current_database() AND state = 'active' AND query LIKE 'COPY %wide% TO STDOUT%'`).Scan(&n)
 			if err == nil && n > 0 {
 				saw = true
 				return

@@ -15,10 +15,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/runbookhq/runbook/internal/event"
+	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/pgerr"
 	"github.com/runbookhq/runbook/internal/pgtx"
 	"github.com/runbookhq/runbook/internal/pgvalue"
 	"github.com/runbookhq/runbook/internal/sqlsplit"
+	"github.com/runbookhq/runbook/internal/textdiff"
 	"github.com/runbookhq/runbook/schema"
 )
 
@@ -144,6 +146,11 @@ func (a *Generate) Run(ctx context.Context, rc *Context) (Outputs, error) {
 		// The unit's first record, with the first commit, names the list's
 		// length; a crash before it finds no unit, and generates anew.
 		g.list = list
+		if rc.Plan != nil {
+			if err := checkBound(rc, list); err != nil {
+				return nil, err
+			}
+		}
 	}
 	g.n = g.list.Len()
 	if g.done < g.n {
@@ -786,4 +793,35 @@ func (a *Generate) Preview(ctx context.Context, rc *Context) ([]string, error) {
 		return nil, err
 	}
 	return list, nil
+}
+
+// checkBound compares the statements generated now with those a sealed plan
+// approved (docs/plan.md, "Sealed plans"): the step executes them only if
+// they are the same, and otherwise refuses before the first, showing the
+// difference (exit 4).
+func checkBound(rc *Context, list Statements) error {
+	got := make([]string, 0, list.Len())
+	r, err := list.Read(0)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for {
+		st, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		got = append(got, st)
+	}
+	if slices.Equal(got, rc.Plan.Statements) {
+		rc.Events.Emit(GenerateBound{Plan: rc.Plan.Plan, Statements: len(got)})
+		return nil
+	}
+	return exitcode.With(exitcode.Refused, rc.Redact.Error(fmt.Errorf(
+		"the generator now yields other statements than plan %s approved (the database changed since the plan was made); nothing was executed. "+
+			"Make a new plan and have it approved. Approved (-) and generated now (+):\n%s",
+		rc.Plan.Plan, textdiff.Changes(rc.Plan.Statements, got))))
 }

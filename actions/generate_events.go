@@ -10,7 +10,7 @@ import (
 // The events of the generate action.
 
 func init() {
-	event.MustRegister(GenerateQuery{}, GenerateResume{}, GenerateStatement{}, GenerateRerun{}, GenerateAutocommit{}, GenerateFlush{})
+	event.MustRegister(GenerateQuery{}, GenerateResume{}, GenerateStatement{}, GenerateRerun{}, GenerateAutocommit{}, GenerateFlush{}, GenerateBound{})
 }
 
 // GenerateQuery: the generator query ran; its statements are frozen.
@@ -155,4 +155,19 @@ func (e GenerateProgress) Message() string { return fmt.Sprintf("%d/%d statement
 // Progress implements event.Progressor.
 func (e GenerateProgress) Progress() event.Progress {
 	return event.Progress{Done: int64(e.Done), Total: int64(e.Total), Unit: "statements"}
+}
+
+// GenerateBound: the statements generated at run time are those a sealed
+// plan approved; they run.
+type GenerateBound struct {
+	Plan       string `json:"plan"`
+	Statements int    `json:"statements"`
+}
+
+// Name implements event.Event.
+func (GenerateBound) Name() string { return "generate.bound" }
+
+// Message implements event.Event.
+func (e GenerateBound) Message() string {
+	return fmt.Sprintf("the %d generated statements are those plan %s approved", e.Statements, e.Plan)
 }

@@ -70,7 +70,7 @@ func (c *conns) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 	if conn := c.open[name]; conn != nil && !conn.IsClosed() {
 		return conn, nil
 	}
-	conn, err := c.dial(ctx, name)
+	conn, err := c.dial(ctx, name, true)
 	if err != nil {
 		return nil, err
 	}
@@ -79,8 +79,9 @@ func (c *conns) Conn(ctx context.Context, name string) (*pgx.Conn, error) {
 }
 
 // dial opens a session on a connection: its settings, the notice and
-// cancellation hooks, the server's identity checked and recorded.
-func (c *conns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
+// cancellation hooks, the server's identity checked and recorded; announce
+// emits its conn.open (extra sessions, the same connection again, do not).
+func (c *conns) dial(ctx context.Context, name string, announce bool) (*pgx.Conn, error) {
 	cfg, err := c.config(name)
 	if err != nil {
 		return nil, err
@@ -100,7 +101,8 @@ func (c *conns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 	}
 	var srv Server
 	err = conn.QueryRow(ctx, `SELECT (SELECT system_identifier::text FROM pg_control_system()),
-		current_setting('server_version'), current_database()`).Scan(&srv.SystemID, &srv.Version, &srv.Database)
+		current_setting('server_version'), current_database(),
+		(SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&srv.SystemID, &srv.Version, &srv.Database, &srv.DatabaseOID)
 	if err != nil {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("connection %s: reading the server's identity: %w", name, c.red.Error(err))
@@ -111,8 +113,10 @@ func (c *conns) dial(ctx context.Context, name string) (*pgx.Conn, error) {
 			return nil, err
 		}
 	}
-	c.emit("", ConnOpen{Conn: name, Host: cfg.Host, Port: cfg.Port, Database: cfg.Database, User: cfg.User,
-		Version: srv.Version, SystemID: srv.SystemID})
+	if announce {
+		c.emit("", ConnOpen{Conn: name, Host: cfg.Host, Port: cfg.Port, Database: cfg.Database, User: cfg.User,
+			Version: srv.Version, SystemID: srv.SystemID})
+	}
 	return conn, nil
 }
 
@@ -130,7 +134,7 @@ type stepConns struct {
 // Extra implements actions.Conns: a session of its own on a connection, with
 // the same settings, identity check and masking as the step's main one.
 func (s *stepConns) Extra(ctx context.Context, name string) (*pgx.Conn, error) {
-	conn, err := s.dial(ctx, name)
+	conn, err := s.dial(ctx, name, false)
 	if err != nil {
 		return nil, err
 	}

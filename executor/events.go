@@ -30,6 +30,8 @@ type RunStart struct {
 	Ticket   string            `json:"ticket"`
 	State    string            `json:"state"`
 	Resume   bool              `json:"resume"`
+	// Plan is the id of the sealed plan the run executes (run --plan).
+	Plan string `json:"plan,omitempty"`
 	// For the message and the console, not logged: the runbook's name, the
 	// run id (the line's envelope has it), the number of steps and of those
 	// an earlier session completed.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/runbookhq/runbook/actions"
 	"github.com/runbookhq/runbook/internal/console"
 	"github.com/runbookhq/runbook/internal/exitcode"
 	"github.com/runbookhq/runbook/internal/redact"
@@ -47,6 +48,11 @@ type Options struct {
 	// Yes approves every confirm step; Approve approves the named ones.
 	Yes     bool
 	Approve []string
+	// Reject rejects the confirm step of that id when the run reaches it,
+	// for RejectReason (resume --reject ID --reason TEXT): the run ends
+	// rejected (exit 6) after its always steps.
+	Reject       string
+	RejectReason string
 	// Rerun names interrupted non-transactional steps that resume may run again.
 	Rerun []string
 	// TookEffect names steps whose work in doubt the operator checked and
@@ -73,6 +79,12 @@ type Options struct {
 	// Command is how the operator invoked runbook, used to print the exact
 	// command that resumes (without secrets).
 	Command string
+	// PlanPath is a sealed plan file (run --plan, docs/plan.md "Sealed
+	// plans"): the run executes exactly that plan, or refuses. A resume
+	// runs the plan its state keeps.
+	PlanPath string
+
+	plan *SealedPlan // the plan file's content, checked
 }
 
 // Result says how a run ended.
@@ -104,6 +116,8 @@ type runner struct {
 	audit *auditWriter
 	// paused is the confirm step the run paused at.
 	paused string
+	// plan is the sealed plan the run executes; nil for none.
+	plan *SealedPlan
 }
 
 // Run runs (or resumes) a runbook and returns how it ended. The error carries
@@ -146,7 +160,34 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, envError(err)
 		}
 	}
+	if o.PlanPath != "" && !o.Resume {
+		if o.plan, err = LoadSealedPlan(o.PlanPath); err == nil {
+			if err = o.plan.check(o.PlanPath, rb, o.Values); err == nil {
+				err = alreadyApplied(store, o.PlanPath, o.plan)
+			}
+		}
+		if err != nil {
+			store.Close()
+			if audit != nil {
+				audit.f.Close()
+			}
+			return nil, red.Error(err)
+		}
+	}
 	st, err := prepareState(store, rb, o)
+	if err == nil && o.Resume && st.PlanCopy != "" {
+		if o.plan, err = loadPlanCopy(st); err == nil {
+			o.PlanPath = st.PlanFile
+			err = o.plan.check(st.PlanFile, rb, o.Values)
+		}
+		if err != nil {
+			st.close()
+			if audit != nil {
+				audit.f.Close()
+			}
+			return nil, red.Error(err)
+		}
+	}
 	if err != nil {
 		store.Close()
 		if audit != nil {
@@ -173,7 +214,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// left out is not run by resume either.
 		o.From, o.Only = st.From, st.Only
 	}
-	r := &runner{o: o, rb: rb, st: st, red: red, env: env, audit: audit}
+	r := &runner{o: o, rb: rb, st: st, red: red, env: env, audit: audit, plan: o.plan}
 	if !strings.HasPrefix(rb.File, "builtin:") {
 		r.dir = filepath.Dir(rb.File)
 	}
@@ -236,6 +277,9 @@ func prepareState(store Store, rb *schema.Runbook, o Options) (*State, error) {
 			}
 		}
 		return old, old.write(&record{Reopen: &reopenRecord{At: time.Now().UTC()}}, true)
+	case old != nil && old.Outcome == "rejected" && !o.Fresh:
+		return nil, exitcode.With(exitcode.Refused, fmt.Errorf("state %s holds the run %s, which was rejected (%s); start over with --fresh (the old state is archived)",
+			path, old.RunID, old.rejection()))
 	case old != nil && old.Unfinished() && !o.Fresh:
 		return nil, exitcode.With(exitcode.Refused, fmt.Errorf("state %s holds an unfinished run (%s, started %s by %s); continue it with:\n  %s\nor start over with --fresh (the old state is archived)",
 			path, old.RunID, old.Started.Format(time.RFC3339), old.Operator, resumeCmd))
@@ -252,6 +296,12 @@ func prepareState(store Store, rb *schema.Runbook, o Options) (*State, error) {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	st.RunbookCopy = ref
+	if o.plan != nil {
+		if st.PlanCopy, err = putPlan(store, o.plan); err != nil {
+			return nil, fmt.Errorf("state %s: %w", path, err)
+		}
+		st.Plan, st.PlanFile = o.plan.ID(), o.PlanPath
+	}
 	if err := st.create(); err != nil {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
@@ -281,6 +331,9 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 	if !st.Unfinished() {
 		return &finishedError{st: st}
 	}
+	if st.Outcome == "rejected" {
+		return refuse("the run %s was rejected (%s); it cannot go on. Start over with runbook run --fresh", st.RunID, st.rejection())
+	}
 	for _, v := range o.Values {
 		if v.Secret {
 			continue
@@ -288,6 +341,9 @@ func checkResume(st *State, rb *schema.Runbook, o Options) error {
 		if old, ok := st.Params[v.Name]; ok && old != v.Value {
 			return refuse("param %s is %q in the state but %q now; non-secret params must match", v.Name, old, v.Value)
 		}
+	}
+	if s := st.step(o.Reject); o.Reject != "" && s != nil && (s.Status == Succeeded || s.Status == Skipped) {
+		return exitcode.With(exitcode.Invalid, fmt.Errorf("step %s is %s: there is nothing to reject", o.Reject, s.Status))
 	}
 	again := alwaysAgain(st, rb)
 	var drift []string
@@ -362,9 +418,14 @@ func short(d string) string {
 }
 
 func checkSelection(rb *schema.Runbook, o Options) error {
-	for _, id := range append(append(append(append([]string{o.From}, o.Only...), o.Approve...), o.Rerun...), o.TookEffect...) {
+	for _, id := range append(append(append(append([]string{o.From, o.Reject}, o.Only...), o.Approve...), o.Rerun...), o.TookEffect...) {
 		if id != "" && rb.Step(id) == nil {
 			return exitcode.With(exitcode.Invalid, fmt.Errorf("no step %q in %s (steps: %s)", id, rb.Name, strings.Join(rb.StepIDs(), ", ")))
+		}
+	}
+	if o.Reject != "" {
+		if _, ok := rb.Step(o.Reject).Action.(actions.Asker); !ok {
+			return exitcode.With(exitcode.Invalid, fmt.Errorf("step %s asks for no approval: --reject names a confirm step", o.Reject))
 		}
 	}
 	return nil
@@ -394,6 +455,11 @@ func resumeCommand(o Options, path string) string {
 // identify records the identity of each server, and refuses a resume against
 // another server than the one the run started on.
 func (r *runner) identify(name string, s Server) error {
+	if r.plan != nil {
+		if err := r.plan.checkServer(name, s); err != nil {
+			return err
+		}
+	}
 	if old, ok := r.st.Servers[name]; ok && old.SystemID != s.SystemID {
 		return exitcode.With(exitcode.Refused, fmt.Errorf("connection %s reaches server %s (database %s), but this run started on server %s (database %s): resume refused",
 			name, s.SystemID, s.Database, old.SystemID, old.Database))
@@ -419,7 +485,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.emit("", RunStart{Operator: r.o.Operator, Host: hostname(), Version: r.o.Version, Runbook: rb.File, Digest: rb.Digest,
 		Params: params, Ticket: r.o.Ticket, State: st.store.Where(), Resume: r.o.Resume,
-		RunbookName: rb.Name, RunID: st.RunID, Steps: len(rb.Steps), Done: done})
+		RunbookName: rb.Name, RunID: st.RunID, Steps: len(rb.Steps), Done: done, Plan: st.Plan})
 
 	// Earlier steps' results, for expressions (they survive a resume).
 	for _, s := range st.Steps {
@@ -431,6 +497,21 @@ func (r *runner) run(ctx context.Context) error {
 			continue
 		}
 		if _, err := r.conns.Conn(ctx, name); err != nil {
+			return r.finish("failed", err)
+		}
+	}
+	if r.plan != nil {
+		// Every server the plan was made on is checked, and the plan
+		// recorded applied, before the first step.
+		for _, s := range r.plan.Servers {
+			if _, ok := r.conns.urls[s.Conn]; !ok {
+				continue
+			}
+			if _, err := r.conns.Conn(ctx, s.Conn); err != nil {
+				return r.finish("failed", err)
+			}
+		}
+		if err := r.ensureApplied(); err != nil {
 			return r.finish("failed", err)
 		}
 	}
@@ -477,10 +558,18 @@ func (r *runner) run(ctx context.Context) error {
 		case errors.Is(err, errApprovalRequired):
 			r.emit("", RunPaused{Step: step.ID})
 			r.paused = step.ID
-			return r.finish("approval-required", exitcode.With(exitcode.Approval, fmt.Errorf("step %s needs approval; continue with:\n  %s --approve %s", step.ID, resumeCommand(r.o, st.store.Where()), step.ID)))
+			why := ""
+			var ar *approvalRequired
+			if errors.As(err, &ar) {
+				why = " (" + ar.why + ")"
+			}
+			return r.finish("approval-required", exitcode.With(exitcode.Approval, fmt.Errorf("step %s needs approval%s; continue with:\n  %s --approve %s", step.ID, why, resumeCommand(r.o, st.store.Where()), step.ID)))
 		case ctx.Err() != nil && !interrupted:
 			interrupted = true
 			r.emit("", RunInterrupted{Step: step.ID})
+			failure = err
+		case errors.As(err, new(*actions.Rejection)) && failure == nil:
+			// A rejection stops the run whatever on_failure says.
 			failure = err
 		case step.OnFailure == "continue":
 			r.emit("", StepFailureIgnored{Step: step.ID})
@@ -491,7 +580,12 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.auditStopped("", failure); err != nil {
 		return r.finish("failed", err)
 	}
+	var rejected *actions.Rejection
 	switch {
+	case errors.As(failure, &rejected):
+		return r.finish("rejected", exitcode.With(exitcode.Rejected, fmt.Errorf("%w\nthe run is over (resume refuses it); runbook run --fresh starts over", failure)))
+	case exitcode.Of(failure) == exitcode.Refused:
+		return r.finish("refused", failure)
 	case interrupted:
 		return r.finish("interrupted", exitcode.With(exitcode.Interrupted, fmt.Errorf("interrupted; the state is resumable:\n  %s", resumeCommand(r.o, st.store.Where()))))
 	case failure != nil && exitcode.Of(failure) == exitcode.Refused:

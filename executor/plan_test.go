@@ -88,8 +88,12 @@ steps:
 		t.Errorf("the digest did not change when the catalog changed what would run")
 	}
 
+	if !p1.Generated[1].AfterChanges {
+		t.Errorf("a generator after a step that changes something must be marked after_changes: %+v", p1.Generated[1])
+	}
+
 	// A generator query that writes is refused by the READ ONLY transaction.
-	if err := os.WriteFile(path, []byte(strings.Replace(src, "SELECT '${{ steps.owners.outputs.executed }}'", "SELECT sneaky()", 1)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.Replace(src, "  - id: owners\n", "  - id: sneaky\n    generate: {on: db, query: SELECT sneaky()}\n  - id: owners\n", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rb, err := schema.LoadFile(path)

@@ -42,9 +42,12 @@ type Report struct {
 	Servers  map[string]Server
 	Secrets  []string
 	Approved map[string]Approve
-	LogPath  string
-	Verify   *VerifyResult
-	Sessions []*ReportSession
+	// Plan is the id of the sealed plan the run executed, PlanFile the plan
+	// file as given (run --plan); "" for none.
+	Plan, PlanFile string
+	LogPath        string
+	Verify         *VerifyResult
+	Sessions       []*ReportSession
 	// LogLines counts the log lines of this run (other runs' lines are not
 	// used).
 	LogLines int
@@ -66,14 +69,19 @@ type ReportSession struct {
 	Version     string
 	Ticket      string
 	Digest      string
-	Runbook     string
-	Params      map[string]string
-	Started     time.Time
-	Ended       time.Time
-	Outcome     string // "" when the session has no run.end
-	Error       string
-	Duration    time.Duration
-	Steps       []*ReportStep
+	// Plan is the sealed plan the session executed (run --plan).
+	Plan     string
+	Runbook  string
+	Params   map[string]string
+	Started  time.Time
+	Ended    time.Time
+	Outcome  string // "" when the session has no run.end
+	Error    string
+	Duration time.Duration
+	// FirstTime and LastTime are the times of the session's first and last
+	// events (its span on the timeline when it has no run.start or run.end).
+	FirstTime, LastTime time.Time
+	Steps               []*ReportStep
 	// Notes are the run-level events: connections, a pause, an
 	// interruption, a torn log line, events of no step.
 	Notes    []ReportNote
@@ -88,6 +96,8 @@ type ReportNote struct {
 	Line int
 	// Message is the line's message, as logged.
 	Message string
+	// Time is when the event was logged.
+	Time time.Time
 }
 
 // ReportStep is what one step did in one session.
@@ -100,6 +110,8 @@ type ReportStep struct {
 	Duration time.Duration
 	HasDur   bool
 	Error    string
+	// Rejected is the step's rejection (a confirm step refused).
+	Rejected *actions.ConfirmRejected
 	// Entries are what the step did, in order: the events the report tells,
 	// and the commands it ran.
 	Entries []ReportEntry
@@ -108,10 +120,32 @@ type ReportStep struct {
 	GenListed, GenTotal int
 	GenRows             int64
 	genOf               int64
+	// Copied lists a copy step's tables in the order their first part
+	// committed: parts, rows and bytes over every attempt and run.
+	Copied []*ReportCopied
+	copied map[string]*ReportCopied
+	// The step on the timeline (filled by timeline): Start is its first
+	// step.start (or step.skip), End its step.end (zero without one);
+	// Spans its attempts; Marks what happened at an instant (an approval,
+	// a failure, a retry, a pause); Parts the lanes of its parallel work,
+	// in order of appearance.
+	Start, End time.Time
+	Spans      []ReportSpan
+	Marks      []ReportMark
+	Parts      []*ReportPart
 	// commands started and not yet exited, by stage; stages is the largest
 	// stage number among them.
 	running map[int]*ReportCommand
 	stages  int
+}
+
+// ReportCopied is what a copy step copied of one table.
+type ReportCopied struct {
+	Table       string
+	Parts       int
+	Rows, Bytes int64
+	// Busy is the parts' COPY time summed (parts run in parallel).
+	Busy time.Duration
 }
 
 // ReportEntry is one thing a step did: an event, or a command.
@@ -158,6 +192,7 @@ func BuildReport(o ReportOptions) (*Report, error) {
 	r := &Report{Status: st, LogPath: o.LogPath, opts: o}
 	if full, err := loadState(store); err == nil && full != nil {
 		r.Servers, r.Secrets, r.Approved = full.Servers, full.Secrets, full.Approved
+		r.Plan, r.PlanFile = full.Plan, full.PlanFile
 	}
 	if o.LogPath == "" {
 		return r, nil
@@ -232,39 +267,39 @@ func (r *Report) add(cur *ReportSession, rec event.Record, line int) *ReportSess
 	if _, ok := ev.(LogTruncated); ok {
 		// Written as a process opens the log, before its run.start: it
 		// belongs to the session that follows.
-		r.pending = append(r.pending, ReportNote{Event: ev, Line: line, Message: rec.Message})
+		r.pending = append(r.pending, ReportNote{Event: ev, Line: line, Message: rec.Message, Time: rec.Time})
 		return cur
 	}
 	start, isStart := ev.(RunStart)
 	if cur == nil || isStart {
-		cur = &ReportSession{N: len(r.Sessions) + 1, FirstLine: line, stepByID: map[string]*ReportStep{}, Notes: r.pending}
+		cur = &ReportSession{N: len(r.Sessions) + 1, FirstLine: line, FirstTime: rec.Time, stepByID: map[string]*ReportStep{}, Notes: r.pending}
 		r.pending = nil
 		r.Sessions = append(r.Sessions, cur)
 	}
-	cur.LastLine = line
+	cur.LastLine, cur.LastTime = line, rec.Time
 	s := cur
 	switch e := ev.(type) {
 	case RunStart:
 		s.HasRunStart = true
 		s.Operator, s.Host, s.Version, s.Ticket = start.Operator, start.Host, start.Version, start.Ticket
 		s.Runbook, s.Digest, s.Resume, s.Started = start.Runbook, start.Digest, start.Resume, rec.Time
-		s.Params = start.Params
+		s.Params, s.Plan = start.Params, start.Plan
 		return cur
 	case RunEnd:
 		s.Outcome, s.Error, s.Ended, s.Duration = e.Outcome, e.Error, rec.Time, e.Duration
 		return cur
-	case ConnOpen:
-		s.Notes = append(s.Notes, ReportNote{Event: ev, Line: line, Message: rec.Message})
+	case ConnOpen, PlanApplied:
+		s.Notes = append(s.Notes, ReportNote{Event: ev, Line: line, Message: rec.Message, Time: rec.Time})
 		return cur
 	case RunPaused, RunInterrupted:
-		s.Notes = append(s.Notes, ReportNote{Event: ev, Line: line, Message: rec.Message})
+		s.Notes = append(s.Notes, ReportNote{Event: ev, Line: line, Message: rec.Message, Time: rec.Time})
 	}
 	id := rec.Step
 	if id == "" {
 		switch ev.(type) {
 		case RunPaused, RunInterrupted:
 		default:
-			s.Notes = append(s.Notes, ReportNote{Event: ev, Line: line, Message: rec.Message})
+			s.Notes = append(s.Notes, ReportNote{Event: ev, Line: line, Message: rec.Message, Time: rec.Time})
 		}
 		return cur
 	}
@@ -275,6 +310,7 @@ func (r *Report) add(cur *ReportSession, rec event.Record, line int) *ReportSess
 		s.Steps = append(s.Steps, st)
 	}
 	r.addStepEvent(st, ev)
+	st.timeline(ev, rec.Time)
 	return cur
 }
 
@@ -293,7 +329,12 @@ func (r *Report) addStepEvent(st *ReportStep, ev event.Event) {
 		st.Status, st.Error = e.Status, e.Error
 		st.Duration, st.HasDur = e.Duration, true
 	case StepFailureIgnored, StepSettled, TxTerminated, actions.SQLStatement, actions.SQLFailure, actions.SQLNotice,
-		actions.SQLEmpty, actions.GenerateRerun, actions.GenerateAutocommit, actions.AssertResult, actions.ConfirmApproved:
+		actions.SQLEmpty, actions.GenerateRerun, actions.GenerateAutocommit, actions.AssertResult, actions.ConfirmApproved,
+		actions.ConfirmRefused, actions.GenerateBound, PlanUnbound:
+		entry()
+	case actions.ConfirmRejected:
+		st.Rejected = &e
+		entry()
 		entry()
 	case RunPaused:
 		if st.Status == "" {
@@ -331,6 +372,26 @@ func (r *Report) addStepEvent(st *ReportStep, ev event.Event) {
 				c.Stderr = c.Stderr[1:]
 			}
 		}
+	case actions.CopyPartEnd:
+		c := st.copied[e.Table]
+		if c == nil {
+			if st.copied == nil {
+				st.copied = map[string]*ReportCopied{}
+			}
+			c = &ReportCopied{Table: e.Table}
+			st.copied[e.Table] = c
+			st.Copied = append(st.Copied, c)
+		}
+		c.Parts++
+		c.Rows += e.Rows
+		c.Bytes += e.Bytes
+		c.Busy += e.Duration
+	case actions.CopyPhase:
+		if e.Resumed {
+			entry()
+		}
+	case actions.CopyDone:
+		entry()
 	case actions.GenerateQuery:
 		st.genOf = int64(e.Statements)
 		entry()
@@ -345,4 +406,145 @@ func (r *Report) addStepEvent(st *ReportStep, ev event.Event) {
 			st.Entries = append(st.Entries, ReportEntry{Event: ev, Of: st.genOf})
 		}
 	}
+}
+
+// ReportSpan is a stretch of time on the timeline: an attempt of a step, or
+// a part's work. End is zero when the log holds no end (the process stopped,
+// or the step waits for approval): it lasts until its session's end.
+type ReportSpan struct {
+	Start, End time.Time
+	// Failed: the attempt (or the part) failed.
+	Failed bool
+	// Interrupted: a signal stopped the run during the span; End is when.
+	Interrupted bool
+}
+
+// ReportMark is something that happened at an instant of a step.
+type ReportMark struct {
+	Time time.Time
+	Kind MarkKind
+	// Part is the lane the mark belongs to ("" for the step's own row).
+	Part string
+	// Text says what happened, in a line (a tooltip on the timeline).
+	Text string
+}
+
+// MarkKind is what a ReportMark marks.
+type MarkKind string
+
+const (
+	MarkApproval  MarkKind = "approval"
+	MarkFailure   MarkKind = "failure"
+	MarkRetry     MarkKind = "retry"
+	MarkSkip      MarkKind = "skip"
+	MarkPause     MarkKind = "pause"
+	MarkInterrupt MarkKind = "interrupt"
+)
+
+// ReportPart is a lane of a step: one part of its parallel work, and the
+// spans it was worked on (more than one when it began again).
+type ReportPart struct {
+	Name  string
+	Spans []ReportSpan
+}
+
+// timeline files an event of the step, logged at at, into the step's
+// spans, marks and lanes.
+func (st *ReportStep) timeline(ev event.Event, at time.Time) {
+	mark := func(kind MarkKind, part, text string) {
+		st.Marks = append(st.Marks, ReportMark{Time: at, Kind: kind, Part: part, Text: text})
+	}
+	open := func() *ReportSpan {
+		if n := len(st.Spans); n > 0 && st.Spans[n-1].End.IsZero() {
+			return &st.Spans[n-1]
+		}
+		return nil
+	}
+	switch e := ev.(type) {
+	case StepStart:
+		if st.Start.IsZero() {
+			st.Start = at
+		}
+		st.Spans = append(st.Spans, ReportSpan{Start: at})
+	case StepSkip:
+		st.Start, st.End = at, at
+		mark(MarkSkip, "", ev.Message())
+	case StepRetry:
+		if sp := open(); sp != nil {
+			sp.End, sp.Failed = at, true
+		}
+		// The next attempt begins after the delay; no event says so.
+		st.Spans = append(st.Spans, ReportSpan{Start: at.Add(e.Delay)})
+		st.Marks = append(st.Marks, ReportMark{Time: at.Add(e.Delay), Kind: MarkRetry,
+			Text: fmt.Sprintf("attempt %d failed (%s), retried after %s", e.Attempt, oneLine(e.Error), fmtDur(e.Delay))})
+	case StepEnd:
+		failed := e.Status == Failed
+		if sp := open(); sp != nil {
+			sp.End, sp.Failed = at, failed
+		}
+		st.End = at
+		if failed && !st.failureMarked() {
+			mark(MarkFailure, "", "step failed: "+oneLine(e.Error))
+		}
+	case RunPaused:
+		mark(MarkPause, "", "waiting for approval")
+	case RunInterrupted:
+		mark(MarkInterrupt, "", "interrupted by a signal")
+		if sp := open(); sp != nil {
+			sp.End, sp.Interrupted = at, true
+		}
+		for _, p := range st.Parts {
+			if n := len(p.Spans); n > 0 && p.Spans[n-1].End.IsZero() {
+				p.Spans[n-1].End, p.Spans[n-1].Interrupted = at, true
+			}
+		}
+	case actions.ConfirmApproved:
+		mark(MarkApproval, "", fmt.Sprintf("approved by %s (%s)", e.By, e.How))
+	}
+	part := ""
+	if p, ok := ev.(event.Parted); ok {
+		pt := p.PartOf()
+		part = pt.Name
+		lane := st.lane(pt.Name)
+		n := len(lane.Spans)
+		switch {
+		case pt.Phase == event.PartBegin:
+			lane.Spans = append(lane.Spans, ReportSpan{Start: at})
+		case pt.Phase == event.PartEnd && n > 0 && lane.Spans[n-1].End.IsZero():
+			lane.Spans[n-1].End, lane.Spans[n-1].Failed = at, pt.Failed
+		case pt.Phase == event.PartEnd:
+			// An end without its beginning: from the step's start.
+			lane.Spans = append(lane.Spans, ReportSpan{Start: st.Start, End: at, Failed: pt.Failed})
+		}
+	}
+	if _, isEnd := ev.(StepEnd); !isEnd && event.LevelOf(ev) == event.Error {
+		mark(MarkFailure, part, oneLine(ev.Message()))
+	}
+}
+
+// failureMarked reports whether the step's current attempt already has a
+// failure mark.
+func (st *ReportStep) failureMarked() bool {
+	var since time.Time
+	if n := len(st.Spans); n > 0 {
+		since = st.Spans[n-1].Start
+	}
+	for _, m := range st.Marks {
+		if m.Kind == MarkFailure && !m.Time.Before(since) {
+			return true
+		}
+	}
+	return false
+}
+
+// lane returns the step's lane of the named part, added when new.
+func (st *ReportStep) lane(name string) *ReportPart {
+	for _, p := range st.Parts {
+		if p.Name == name {
+			return p
+		}
+	}
+	p := &ReportPart{Name: name}
+	st.Parts = append(st.Parts, p)
+	return p
 }

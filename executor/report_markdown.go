@@ -52,6 +52,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	if st.Ended != nil {
 		p("- **Ended:** %s (%s after the start)\n", fmtTime(*st.Ended), fmtDur(st.Ended.Sub(st.Started)))
 	}
+	if r.Plan != "" {
+		p("- **Plan:** %s (sealed plan %s)\n", code(r.Plan), code(r.PlanFile))
+	}
 	p("- **State:** %s\n", code(st.State))
 	r.writeLogLine(&b)
 	b.WriteString("\n")
@@ -217,6 +220,9 @@ func (r *Report) writeSessions(b *bytes.Buffer) {
 			if status == "" {
 				status = "no step.end (the process stopped inside the step)"
 			}
+			if st.Rejected != nil {
+				status = "rejected"
+			}
 			p("#### %d. %s", index[st.ID], code(st.ID))
 			if st.Kind != "" {
 				p(" (%s)", st.Kind)
@@ -250,6 +256,13 @@ func (r *Report) writeSessions(b *bytes.Buffer) {
 			}
 			if st.GenTotal > 0 {
 				p("- generated statements executed: %d (%s)\n", st.GenTotal, plural(st.GenRows, "row"))
+			}
+			if len(st.Copied) > 0 {
+				p("\n| table | parts | rows | bytes | COPY time |\n| --- | ---: | ---: | ---: | ---: |\n")
+				for _, c := range st.Copied {
+					p("| %s | %d | %d | %d | %s |\n", mdEscape(c.Table), c.Parts, c.Rows, c.Bytes, fmtDur(c.Busy))
+				}
+				p("\n")
 			}
 			if st.Error != "" {
 				p("- **error:**\n")
@@ -355,8 +368,27 @@ func entryItem(e ReportEntry) reportItem {
 			t += ": " + oneLine(ev.Error)
 		}
 		return reportItem{text: t}
+	case actions.CopyPhase:
+		return text("copy resumed at its %s: %d of %d already committed", ev.Phase, ev.Total-ev.Todo, ev.Total)
+	case actions.CopyDone:
+		t := fmt.Sprintf("copied %s in %s (%s, %s)", plural(int64(ev.Tables), "table"), plural(int64(ev.Parts), "part"), plural(ev.Rows, "row"), plural(ev.Bytes, "byte"))
+		if ev.Resumed > 0 {
+			t += fmt.Sprintf("; %d parts committed before this attempt", ev.Resumed)
+		}
+		if ev.Verify != "" && ev.Verify != "none" {
+			t += "; verified: " + ev.Verify
+		}
+		return text("%s", t)
 	case actions.ConfirmApproved:
 		return reportItem{text: fmt.Sprintf("approved by **%s** (%s) at %s", ev.By, code(ev.How), fmtTime(ev.At)), block: ev.Prompt, lang: "quote"}
+	case actions.ConfirmRejected:
+		return reportItem{text: fmt.Sprintf("**rejected** by **%s** (%s) at %s: %s", ev.By, code(ev.How), fmtTime(ev.At), mdEscape(oneLine(ev.Reason))), block: ev.Prompt, lang: "quote"}
+	case actions.ConfirmRefused:
+		return text("approval by **%s** (%s) at %s **refused**: %s", ev.By, code(ev.How), fmtTime(ev.At), mdEscape(oneLine(ev.Reason)))
+	case actions.GenerateBound:
+		return text("the %s generated now are those plan %s approved", plural(int64(ev.Statements), "statement"), code(ev.Plan))
+	case PlanUnbound:
+		return text("not bound by plan %s: %s", code(ev.Plan), ev.Why)
 	}
 	return text("%s: %s", code(e.Event.Name()), oneLine(e.Event.Message()))
 }

@@ -115,7 +115,7 @@ func (st *State) checkValues() error {
 		}
 	}
 	switch st.Outcome {
-	case "", "succeeded", "failed", "interrupted", "approval-required", "refused":
+	case "", "succeeded", "failed", "interrupted", "approval-required", "refused", "rejected":
 	default:
 		return tampered(st.store.Where(), fmt.Sprintf("the run's outcome %q is not one runbook writes", st.Outcome))
 	}

@@ -250,15 +250,16 @@ steps:
 	}
 }
 
-// TestConfirmOnTerminal: on a terminal the operator types yes (anything else
-// stops the run); a pseudo-terminal comes from script(1).
+// TestConfirmOnTerminal: on a terminal the operator types yes; no asks for a
+// reason and rejects (exit 6); anything else stops the run; a
+// pseudo-terminal comes from script(1).
 func TestConfirmOnTerminal(t *testing.T) {
 	scriptCmd, err := exec.LookPath("script")
 	if err != nil {
 		t.Skip("script(1) not installed: no pseudo-terminal to test with")
 	}
 	bin := buildBinary(t)
-	for answer, wantCode := range map[string]int{"yes": 0, "no": 1} {
+	for answer, wantCode := range map[string]int{"yes": 0, "no": 6, "maybe": 1} {
 		dir := t.TempDir()
 		rb := "version: 1\nname: tty\nsteps:\n  - id: gate\n    confirm: Is the application in maintenance mode?\n  - id: after\n    shell: {run: \"touch after\"}\n"
 		if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(rb), 0o644); err != nil {
@@ -274,6 +275,10 @@ func TestConfirmOnTerminal(t *testing.T) {
 		}
 		waitFor(t, &out, "Type yes to continue")
 		stdin.Write([]byte(answer + "\n"))
+		if answer == "no" {
+			waitFor(t, &out, "Reason for rejecting")
+			stdin.Write([]byte("not in maintenance mode\n"))
+		}
 		err := cmd.Wait()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -289,6 +294,9 @@ func TestConfirmOnTerminal(t *testing.T) {
 		log, _ := os.ReadFile(filepath.Join(dir, "audit.log"))
 		if answer == "yes" && !strings.Contains(string(log), `"how":"terminal"`) {
 			t.Errorf("the audit log does not record a terminal approval")
+		}
+		if answer == "no" && !strings.Contains(string(log), `"how":"terminal","at":`) || answer == "no" && !strings.Contains(string(log), `"reason":"not in maintenance mode"`) {
+			t.Errorf("the audit log does not record the terminal rejection and its reason:\n%s", log)
 		}
 	}
 }

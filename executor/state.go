@@ -46,7 +46,7 @@ type State struct {
 	Operator string            `json:"operator"`
 	Started  time.Time         `json:"started_at"`
 	Ended    *time.Time        `json:"ended_at,omitempty"`
-	Outcome  string            `json:"outcome,omitempty"` // succeeded | failed | interrupted | approval-required
+	Outcome  string            `json:"outcome,omitempty"` // succeeded | failed | interrupted | approval-required | refused | rejected
 	Servers  map[string]Server `json:"servers,omitempty"`
 	// From and Only are the run's step selection (run --from, --only):
 	// resume keeps to it.
@@ -57,6 +57,12 @@ type State struct {
 	// RunbookCopy is the blob holding the runbook as it ran, so that a
 	// refused resume can show what changed.
 	RunbookCopy string `json:"runbook_copy,omitempty"`
+	// Plan is the id of the sealed plan the run executes (run --plan),
+	// PlanFile the plan file as given, PlanCopy the blob that keeps it for
+	// resume.
+	Plan     string `json:"plan,omitempty"`
+	PlanFile string `json:"plan_file,omitempty"`
+	PlanCopy string `json:"plan_copy,omitempty"`
 	// Seal is the snapshot's integrity (seal.go); it stays the last field.
 	Seal string `json:"seal"`
 
@@ -87,6 +93,9 @@ type Server struct {
 	SystemID string `json:"system_identifier"`
 	Version  string `json:"version"`
 	Database string `json:"database"`
+	// DatabaseOID tells a database from one dropped and created again
+	// under the same name (a sealed plan checks it).
+	DatabaseOID uint32 `json:"database_oid,omitempty"`
 }
 
 // Approve records an approval.
@@ -609,6 +618,16 @@ func (st *State) close() error {
 
 // Unfinished reports whether the run stopped before its end.
 func (st *State) Unfinished() bool { return st.Outcome != "succeeded" }
+
+// rejection says which step was rejected, from its recorded error.
+func (st *State) rejection() string {
+	for _, s := range st.Steps {
+		if s.Status == Failed && s.Error != "" {
+			return s.Error
+		}
+	}
+	return "no step records why"
+}
 
 // sortedKeys returns a map's keys in order.
 func sortedKeys[V any](m map[string]V) []string {

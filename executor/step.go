@@ -130,6 +130,12 @@ func (r *runner) attempt(ctx context.Context, step *schema.Step, runner actions.
 		Conns: conns, Redact: r.red, Dir: r.dir, File: r.rb.File, Journal: &journal{r: r, step: step.ID},
 		Approver: r, Attempt: n, Events: stepEvents{r: r, step: step.ID},
 		StartOver: n == 1 && slices.Contains(r.o.Rerun, step.ID)}
+	if r.plan != nil {
+		rc.Plan = r.plan.bound(step.ID)
+		if why := r.plan.unbound(step.ID); why != "" {
+			r.emit(step.ID, PlanUnbound{Plan: r.plan.ID(), Why: why})
+		}
+	}
 	out, err := runner.Run(ctx, rc)
 	if err != nil && ctx.Err() != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -197,28 +203,58 @@ func summarize(out actions.Outputs) map[string]any {
 	return m
 }
 
-// Approve implements actions.Approver: --yes, --approve ID, or the operator
-// typing yes on a terminal. The approval is recorded in the state and the
-// audit log.
-func (r *runner) Approve(ctx context.Context, stepID, message string) (actions.Approval, error) {
+// Approve implements actions.Approver: --reject ID, --approve ID, --yes, or
+// the operator answering on a terminal. An approval is recorded in the state
+// and the audit log; one by somebody the step does not accept (its
+// approvers, not_operator) is refused, logged, and leaves the run paused.
+func (r *runner) Approve(ctx context.Context, req actions.ApprovalRequest) (actions.Approval, error) {
 	now := time.Now().UTC()
+	stepID := req.Step
 	var a actions.Approval
 	switch {
+	case r.o.Reject == stepID:
+		return a, &actions.Rejection{Step: stepID, By: r.o.Operator, How: "--reject " + stepID, At: now, Reason: r.o.RejectReason}
 	case slices.Contains(r.o.Approve, stepID):
 		a = actions.Approval{By: r.o.Operator, How: "--approve " + stepID, At: now}
 	case r.o.Yes:
 		a = actions.Approval{By: r.o.Operator, How: "--yes", At: now}
 	case r.o.Prompt != nil:
-		answer, err := r.o.Prompt(fmt.Sprintf("\n%s\nType yes to continue: ", message))
+		if err := req.Qualifies(r.o.Operator, r.st.Operator); err != nil {
+			// Nobody here can approve: asking would only refuse the answer.
+			return a, &approvalRequired{why: err.Error()}
+		}
+		answer, err := r.o.Prompt(fmt.Sprintf("\n%s\nType yes to continue, or no to reject: ", req.Message))
 		if err != nil {
 			return a, err
 		}
-		if strings.TrimSpace(answer) != "yes" {
+		switch strings.ToLower(strings.TrimSpace(answer)) {
+		case "yes":
+		case "no":
+			reason := ""
+			for reason == "" {
+				if reason, err = r.o.Prompt("Reason for rejecting (recorded in the audit log): "); err != nil {
+					return a, err
+				}
+				reason = strings.TrimSpace(reason)
+			}
+			return a, &actions.Rejection{Step: stepID, By: r.o.Operator, How: "terminal", At: now, Reason: reason}
+		default:
 			return a, exitcode.With(exitcode.StepFailed, fmt.Errorf("not approved (answer %q)", strings.TrimSpace(answer)))
 		}
 		a = actions.Approval{By: r.o.Operator, How: "terminal", At: now}
 	default:
 		return a, errApprovalRequired
 	}
+	if err := req.Qualifies(a.By, r.st.Operator); err != nil {
+		r.emit(stepID, actions.ConfirmRefused{By: a.By, How: a.How, At: a.At, Reason: err.Error()})
+		return actions.Approval{}, &approvalRequired{why: "approval refused: " + err.Error()}
+	}
 	return a, r.st.write(&record{Approve: &approveRecord{Step: stepID, Approve: a}}, true)
 }
+
+// approvalRequired pauses the run at a confirm step whose approval did not
+// qualify: why says so.
+type approvalRequired struct{ why string }
+
+func (e *approvalRequired) Error() string        { return e.why }
+func (e *approvalRequired) Is(target error) bool { return target == errApprovalRequired }

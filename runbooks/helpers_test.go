@@ -28,6 +28,9 @@ type migration struct {
 	src, tgt         *pgtest.Server
 	srcURL, tgtURL   string
 	srcName, tgtName string
+	// method is the runbook's method param ("" for its default, copy);
+	// the tests of the pipe's restore step set "pipe".
+	method string
 }
 
 func (m *migration) bin(t *testing.T) string { return testbin.Build(t) }
@@ -87,6 +90,9 @@ func (m *migration) run(t *testing.T, ref string, state string, params map[strin
 		t.Fatalf("load %s: %v", ref, err)
 	}
 	vars := []string{"source_url=" + m.srcURL, "target_url=" + m.tgtURL}
+	if _, ok := params["method"]; !ok && m.method != "" {
+		vars = append(vars, "method="+m.method)
+	}
 	for k, v := range params {
 		vars = append(vars, k+"="+v)
 	}
@@ -289,6 +295,9 @@ func equalStrings(a, b []string) bool {
 // output.
 func (m *migration) binRun(t *testing.T, dir string, env []string, kill func(pgid int, done <-chan struct{}), args ...string) (int, string) {
 	t.Helper()
+	if m.method != "" {
+		args = append(args, "--var", "method="+m.method)
+	}
 	return testbin.Run(t, m.bin(t), testbin.Cmd{Dir: dir, Kill: kill,
 		Env: append([]string{"DATABASE_URL=" + m.srcURL, "TARGET_DATABASE_URL=" + m.tgtURL}, env...)}, args...)
 }

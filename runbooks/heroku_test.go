@@ -92,6 +92,7 @@ func TestHerokuToCrunchyBridge(t *testing.T) {
 	t.Run("restore-fails/pgaudit-restored/resume", func(t *testing.T) {
 		before := setPgaudit(t, tgt, "ddl, write")
 		m := newMigration(t, src, tgt, hostile)
+		m.method = "pipe"
 		state := filepath.Join(t.TempDir(), "state.json")
 		off := logOffset(t, tgt)
 		path := os.Getenv("PATH")
@@ -132,6 +133,7 @@ func TestHerokuToCrunchyBridge(t *testing.T) {
 	// then the owners are compared. The list goes to the log for the docs.
 	t.Run("beyond-the-published-procedure", func(t *testing.T) {
 		m := newMigration(t, src, tgt, hostile)
+		m.method = "pipe"
 		if o := m.run(t, builtin, filepath.Join(t.TempDir(), "state.json"), nil, executor.Options{Only: []string{"restore"}}); o.code != 0 {
 			t.Fatalf("restore only: exit %d: %v", o.code, o.err)
 		}

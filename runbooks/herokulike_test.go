@@ -156,7 +156,7 @@ func TestHerokuLikeSource(t *testing.T) {
 			}
 		}
 		st := testbin.Statuses(o.events)
-		for _, id := range []string{"maintenance-confirm", "pgaudit-off", "restore"} {
+		for _, id := range []string{"maintenance-confirm", "pgaudit-off", "restore", "copy"} {
 			if st[id] != "" {
 				t.Errorf("step %s ran (%s) after the preflight failed", id, st[id])
 			}
@@ -252,6 +252,7 @@ func TestHerokuLikeSource(t *testing.T) {
 	t.Run("lift-force-rls/restore-fails/resume", func(t *testing.T) {
 		setPgaudit(t, tgt, "all")
 		m := herokuMigration(t, src, tgt, fixture)
+		m.method = "pipe"
 		state := filepath.Join(t.TempDir(), "state.json")
 		params := map[string]string{"lift_force_rls": "true"}
 		path := os.Getenv("PATH")
@@ -287,7 +288,7 @@ func TestHerokuLikeSource(t *testing.T) {
 func TestHerokuDataChecksums(t *testing.T) {
 	src, tgt := clusters(t)
 	m := newMigration(t, src, tgt, readFixture(t, "hostile.sql"))
-	// pg_restore, then one changed value on the target.
+	m.method = "pipe" // pg_restore, then one changed value on the target.
 	real, err := exec.LookPath("pg_restore")
 	if err != nil {
 		t.Skip("no pg_restore on PATH")
@@ -521,6 +522,7 @@ func TestHerokuRestoreTwice(t *testing.T) {
 	src, tgt := clusters(t)
 	m := herokuMigration(t, src, tgt, readFixture(t, "heroku.sql"),
 		`ALTER TABLE public.tenant_notes NO FORCE ROW LEVEL SECURITY`)
+	m.method = "pipe"
 	for i := 1; i <= 2; i++ {
 		o := m.run(t, builtin, filepath.Join(t.TempDir(), "state.json"), nil, executor.Options{Only: []string{"restore"}})
 		if o.code != 0 {

@@ -14,15 +14,16 @@ import (
 // stand-ins: apt-cache answers with the given candidate version, apt-get
 // records its arguments (one call a line) and installs nothing.
 type fakeMachine struct {
-	root, lib, share, usrbin, bin, calls string
+	root, lib, share, usrbin, bin, browsers, calls string
 }
 
 func newFakeMachine(t *testing.T, candidate string) *fakeMachine {
 	t.Helper()
 	root := t.TempDir()
 	m := &fakeMachine{root: root, lib: filepath.Join(root, "lib"), share: filepath.Join(root, "share"),
-		usrbin: filepath.Join(root, "usrbin"), bin: filepath.Join(root, "bin"), calls: filepath.Join(root, "apt-get.calls")}
-	for _, d := range []string{m.lib, m.share, m.usrbin, m.bin} {
+		usrbin: filepath.Join(root, "usrbin"), bin: filepath.Join(root, "bin"), browsers: filepath.Join(root, "browsers"),
+		calls: filepath.Join(root, "apt-get.calls")}
+	for _, d := range []string{m.lib, m.share, m.usrbin, m.bin, m.browsers} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +43,8 @@ func (m *fakeMachine) script(t *testing.T, name, body string) {
 }
 
 // install puts files of an installed package in place: "server 15",
-// "pgaudit 15", "postgis 15", "pgcopydb" (any version).
+// "pgaudit 15", "postgis 15", "chromium" (no version: a browser on the
+// fake PATH).
 func (m *fakeMachine) install(t *testing.T, what, major string) {
 	t.Helper()
 	var path string
@@ -53,6 +55,8 @@ func (m *fakeMachine) install(t *testing.T, what, major string) {
 		path = filepath.Join(m.lib, major, "lib", "pgaudit.so")
 	case "postgis":
 		path = filepath.Join(m.share, major, "extension", "postgis.control")
+	case "chromium":
+		path = filepath.Join(m.browsers, "chromium")
 	case "pgcopydb":
 		path = filepath.Join(m.usrbin, "pgcopydb")
 	default:
@@ -75,7 +79,8 @@ func (m *fakeMachine) run(t *testing.T, args ...string) (int, string, string) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
-	cmd.Env = []string{"PATH=" + m.bin + ":/usr/bin:/bin", "ENSURE_DEPS_PGLIB=" + m.lib, "ENSURE_DEPS_PGSHARE=" + m.share, "ENSURE_DEPS_BINDIR=" + m.usrbin, "LC_ALL=C"}
+	cmd.Env = []string{"PATH=" + m.bin + ":/usr/bin:/bin", "ENSURE_DEPS_PGLIB=" + m.lib, "ENSURE_DEPS_PGSHARE=" + m.share,
+		"ENSURE_DEPS_BROWSERPATH=" + m.bin + ":" + m.browsers, "ENSURE_DEPS_BINDIR=" + m.usrbin, "LC_ALL=C"}
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
@@ -114,24 +119,26 @@ func TestEnsureDepsPrint(t *testing.T) {
 		args      []string
 	}{
 		{"fresh machine: everything, for the candidate's version", "16+257", nil,
-			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3"}, nil},
-		{"server installed: its version wins over the candidate", "17+260", [][2]string{{"server", "15"}},
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "chromium"}, nil},
+		{"server installed: its version wins over the candidate", "17+260", [][2]string{{"server", "15"}, {"chromium", ""}},
 			[]string{"postgresql-15-pgaudit", "postgresql-15-postgis-3"}, nil},
-		{"two servers: the newest", "15+248", [][2]string{{"server", "14"}, {"server", "16"}, {"pgaudit", "14"}, {"postgis", "14"}},
+		{"two servers: the newest", "15+248", [][2]string{{"server", "14"}, {"server", "16"}, {"pgaudit", "14"}, {"postgis", "14"}, {"chromium", ""}},
 			[]string{"postgresql-16-pgaudit", "postgresql-16-postgis-3"}, nil},
-		{"only postgis missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}},
+		{"only postgis missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"chromium", ""}},
 			[]string{"postgresql-15-postgis-3"}, nil},
-		{"everything there", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}},
+		{"only the browser missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}},
+			[]string{"chromium"}, nil},
+		{"everything there", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"chromium", ""}},
 			nil, nil},
 		{"extension files without a server do not decide the version", "16", [][2]string{{"pgaudit", "15"}, {"postgis", "15"}},
-			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3"}, nil},
-		{"pgcopydb missing: only --bench asks for it", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}},
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "chromium"}, nil},
+		{"pgcopydb missing: only --bench asks for it", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"chromium", ""}},
 			nil, nil},
-		{"--bench: pgcopydb missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}},
+		{"--bench: pgcopydb missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"chromium", ""}},
 			[]string{"pgcopydb"}, []string{"--bench"}},
 		{"--bench on a fresh machine: everything in one list", "16+257", nil,
-			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "pgcopydb"}, []string{"--bench"}},
-		{"--bench, pgcopydb installed", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"pgcopydb", ""}},
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "chromium", "pgcopydb"}, []string{"--bench"}},
+		{"--bench, pgcopydb installed", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"chromium", ""}, {"pgcopydb", ""}},
 			nil, []string{"--bench"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,7 +163,8 @@ func TestEnsureDepsPrint(t *testing.T) {
 
 // TestEnsureDepsInstallsInOneCall: on a machine without PostgreSQL, one run
 // calls apt-get install once, with the server and both extensions of the
-// same version (the bug was a second run being needed for pgaudit).
+// same version and the browser (the bug was a second run being needed for
+// pgaudit).
 func TestEnsureDepsInstallsInOneCall(t *testing.T) {
 	m := newFakeMachine(t, "15+248+deb12u2")
 	code, _, errOut := m.run(t)
@@ -170,17 +178,17 @@ func TestEnsureDepsInstallsInOneCall(t *testing.T) {
 			installs = append(installs, c)
 		}
 	}
-	want := "install -y -qq postgresql-15 postgresql-15-pgaudit postgresql-15-postgis-3"
+	want := "install -y -qq postgresql-15 postgresql-15-pgaudit postgresql-15-postgis-3 chromium"
 	if len(installs) != 1 || installs[0] != want {
 		t.Errorf("apt-get calls: %q, want one %q", calls, want)
 	}
-	if !strings.Contains(errOut, "installing postgresql-15 postgresql-15-pgaudit postgresql-15-postgis-3") {
+	if !strings.Contains(errOut, "installing postgresql-15 postgresql-15-pgaudit postgresql-15-postgis-3 chromium") {
 		t.Errorf("stderr does not say what it installs: %q", errOut)
 	}
 
 	// Nothing missing: nothing run.
 	m2 := newFakeMachine(t, "15+248")
-	for _, k := range []string{"server", "pgaudit", "postgis"} {
+	for _, k := range []string{"server", "pgaudit", "postgis", "chromium"} {
 		m2.install(t, k, "15")
 	}
 	if code, _, errOut := m2.run(t); code != 0 || len(m2.aptCalls(t)) != 0 {

@@ -46,6 +46,21 @@ steps:
 	if code != 0 || !strings.Contains(stdout, "# Run report: cli-audit") || !strings.Contains(stdout, "chain intact") || !strings.Contains(stdout, "CHG-1") {
 		t.Errorf("report: exit %d:\n%s", code, stdout)
 	}
+	// --format html --out FILE: the file holds the HTML report, standard
+	// output nothing; the same report on standard output without --out.
+	html := filepath.Join(dir, "report.html")
+	code, stdout, stderr = auditMain("report", "--state", state, "--log", log, "--format", "html", "--out", html)
+	page, _ := os.ReadFile(html)
+	if code != 0 || stdout != "" || !strings.HasPrefix(string(page), "<!DOCTYPE html>") || !strings.Contains(string(page), `id="audit-head">`+head+`<`) ||
+		strings.Count(string(page), `<rect class="bar ok"`) != 3 {
+		t.Errorf("report --format html --out: exit %d, stdout %q, stderr %s, file:\n%.3000s", code, stdout, stderr, page)
+	}
+	if code, stdout, _ := auditMain("report", "--state", state, "--log", log, "--format", "html"); code != 0 || stdout != string(page) {
+		t.Errorf("report --format html to standard output: exit %d, and not the --out file's report", code)
+	}
+	if code, _, stderr := auditMain("report", "--state", state, "--format", "html", "--out", filepath.Join(dir, "no", "such", "dir", "r.html")); code != 5 || !strings.Contains(stderr, "writing the report") {
+		t.Errorf("report --out into a missing directory: exit %d (want 5): %s", code, stderr)
+	}
 	// FILE finds the default state (derived from the runbook and its params),
 	// which this run did not use.
 	if code, _, stderr := auditMain("report", rb, "--log", log); code != 2 || !strings.Contains(stderr, "no state at .runbook/cli-audit-") {
@@ -77,7 +92,7 @@ steps:
 		{[]string{"audit", "verfy", log}, 2},
 		{[]string{"report"}, 2},
 		{[]string{"report", rb, "--state", state}, 2},
-		{[]string{"report", "--state", state, "--format", "html"}, 2},
+		{[]string{"report", "--state", state, "--format", "pdf"}, 2},
 		{[]string{"report", "--state", filepath.Join(dir, "missing.json")}, 2},
 	} {
 		if code, _, stderr := auditMain(c.args...); code != c.code {

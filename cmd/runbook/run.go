@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ func newRunCmd(s *streams) *cobra.Command {
 	var from string
 	var only []string
 	var fresh bool
+	var plan string
 	c := &cobra.Command{
 		Use:   "run FILE",
 		Short: "Run a runbook",
@@ -52,19 +54,24 @@ resumes.`,
   runbook run builtin:heroku-to-crunchy-bridge --vars acme.yaml --approve maintenance-on`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return execute(c.Context(), s, &f, args[0], executor.Options{From: from, Only: only, Fresh: fresh})
+			if plan != "" && (from != "" || len(only) > 0) {
+				return usagef("--plan runs the whole plan: it cannot go with --from or --only")
+			}
+			return execute(c.Context(), s, &f, args[0], executor.Options{From: from, Only: only, Fresh: fresh, PlanPath: plan})
 		},
 	}
 	f.register(c)
 	c.Flags().StringVar(&from, "from", "", "start at step ID (earlier steps are not run)")
 	c.Flags().StringArrayVar(&only, "only", nil, "run only step ID (repeatable)")
 	c.Flags().BoolVar(&fresh, "fresh", false, "archive an unfinished state and start anew")
+	c.Flags().StringVar(&plan, "plan", "", "execute exactly the sealed plan file PLAN (runbook plan --out), at most once; refused (exit 4) when the runbook, a param, a server or a generated statement differs (docs/plan.md)")
 	return c
 }
 
 func newResumeCmd(s *streams) *cobra.Command {
 	var f runFlags
 	var rerun, tookEffect []string
+	var reject, reason string
 	c := &cobra.Command{
 		Use:   "resume FILE",
 		Short: "Continue an interrupted or failed run where it stopped",
@@ -75,14 +82,27 @@ changed. Secret params are given again; non-secret params must match.
 Resuming a run that already succeeded does nothing, says so, and exits 0.`,
 		Example: `  runbook resume migrate.yaml --vars customers/acme.yaml --var target_url=…
   runbook resume migrate.yaml --vars acme.yaml --rerun restore
-  runbook resume migrate.yaml --vars acme.yaml --took-effect set-owners`,
+  runbook resume migrate.yaml --vars acme.yaml --took-effect set-owners
+  runbook resume migrate.yaml --vars acme.yaml --reject go-live --reason "CAB: not this week"`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return execute(c.Context(), s, &f, args[0], executor.Options{Resume: true, Rerun: rerun, TookEffect: tookEffect})
+			if reject != "" && strings.TrimSpace(reason) == "" {
+				return usagef("--reject needs --reason TEXT: why the step is rejected, for the audit log")
+			}
+			if reject == "" && reason != "" {
+				return usagef("--reason goes with --reject ID")
+			}
+			if reject != "" && slices.Contains(f.approve, reject) {
+				return usagef("step %s cannot be both approved and rejected", reject)
+			}
+			return execute(c.Context(), s, &f, args[0], executor.Options{Resume: true, Rerun: rerun, TookEffect: tookEffect,
+				Reject: reject, RejectReason: strings.TrimSpace(reason)})
 		},
 	}
 	f.register(c)
 	c.Flags().StringArrayVar(&rerun, "rerun", nil, "allow re-running the interrupted non-transactional step ID (repeatable)")
+	c.Flags().StringVar(&reject, "reject", "", "reject the confirm step ID (with --reason): the run ends rejected (exit 6) after its always steps")
+	c.Flags().StringVar(&reason, "reason", "", "why the step is rejected (--reject), recorded in the audit log")
 	c.Flags().StringArrayVar(&tookEffect, "took-effect", nil, "record the work of step ID that runbook could not settle (a server restart) as done: you checked that it took effect (repeatable)")
 	return c
 }

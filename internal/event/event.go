@@ -17,8 +17,9 @@
 // implements, never from its name: Leveler (its level), Boundary (a run or a
 // step begins or ends), Progressor (how far a piece of work is: shown live,
 // never logged), Problem (a warning or an error with its position and
-// SQLSTATE), Detailer (text shown on demand) and Durable (the audit log is
-// flushed to disk after it).
+// SQLSTATE), Detailer (text shown on demand), Durable (the audit log is
+// flushed to disk after it) and Parted (one part of a step's parallel work:
+// a lane on the HTML report's timeline).
 package event
 
 import (

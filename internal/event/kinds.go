@@ -104,3 +104,34 @@ type Issue struct {
 	Position     string
 	Detail, Hint string
 }
+
+// Parted is implemented by the events of one part of a step's work when the
+// step works on several parts at once (a parallel copy's tables, say: a
+// part.start and a part.end event per table). The HTML report draws a lane
+// per part under the step on its timeline, from whatever parted events the
+// log holds.
+type Parted interface {
+	PartOf() Part
+}
+
+// Part says which part an event is about, and where in the part's life it
+// stands.
+type Part struct {
+	// Name names the part within its step ("public.orders").
+	Name  string
+	Phase PartPhase
+	// Failed is set on the PartEnd of a part that failed.
+	Failed bool
+}
+
+// PartPhase is where in a part's life its event stands.
+type PartPhase int8
+
+const (
+	// PartWithin: the event happened during the part (progress, a notice).
+	PartWithin PartPhase = iota
+	// PartBegin: the part begins.
+	PartBegin
+	// PartEnd: the part ends.
+	PartEnd
+)

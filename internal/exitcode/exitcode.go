@@ -14,6 +14,7 @@ const (
 	Approval    = 3   // approval required
 	Refused     = 4   // resume refused: state/runbook mismatch, lock held
 	Environment = 5   // runbook cannot write its state or audit log (docs/behaviour.md)
+	Rejected    = 6   // a confirm step was rejected (resume --reject, or no on a terminal)
 	Interrupted = 130 // interrupted by a signal
 )
 

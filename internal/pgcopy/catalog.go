@@ -22,6 +22,11 @@ type Table struct {
 	// Columns are the quoted columns the COPY lists: every column but the
 	// generated ones, which the target computes.
 	Columns string `json:"columns"`
+	// Binary: the COPY uses the binary format, which every column's type
+	// has the same on any server (built-in types, enums): less to encode,
+	// parse and send (bytea travels as its bytes, not twice as many hex
+	// digits). Other tables travel as text, as pg_dump sends them.
+	Binary bool `json:"binary,omitempty"`
 	// Bytes is the table's size on the source (heap and TOAST), at the plan.
 	Bytes int64 `json:"bytes"`
 	// Parts split the table's rows; one part covers the whole table.
@@ -57,23 +62,32 @@ type Evidence struct {
 }
 
 // tablesSQL lists the tables whose rows are copied, with their sizes and
-// their COPY column lists. Tables of extensions and of the system schemas are
-// left out (pg_dump leaves them out too).
+// their COPY column lists. Tables of the system schemas are left out, and
+// so are extensions' tables but their configuration tables, whose rows that
+// the extension's condition selects (the rows users added) are copied, as
+// pg_dump does.
 const tablesSQL = `
 SELECT n.nspname, c.relname, pg_table_size(c.oid),
        coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
                    FROM pg_attribute a
                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), ''),
+       coalesce((SELECT bool_and(a.atttypid < 16384 OR t.typtype = 'e')
+                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), false),
        coalesce((SELECT format('%I.%I', rn.nspname, r.relname)
                    FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
                   WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), ''),
        c.relpages,
        (SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1 AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype))
+         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1 AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)),
+       x.cond
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN LATERAL (SELECT coalesce(e.extcondition[array_position(e.extconfig, c.oid)], '') AS cond
+                       FROM pg_extension e WHERE c.oid = ANY (e.extconfig) LIMIT 1) x ON true
  WHERE c.relkind = 'r'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp\_%'
-   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+   AND (x.cond IS NOT NULL
+        OR NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))
  ORDER BY 1, 2`
 
 // Filter keeps the tables that match one of include (all when it is empty)
@@ -117,13 +131,14 @@ func listTables(ctx context.Context, q *pgx.Conn, f Filter, split int64, jobs in
 		pages  int64
 		key    *string
 		parent string
+		cond   *string
 	}
 	var all []row
 	for rows.Next() {
 		var r row
 		r.t = &Table{}
 		var pages int32
-		if err := rows.Scan(&r.t.Schema, &r.t.Name, &r.t.Bytes, &r.t.Columns, &r.parent, &pages, &r.key); err != nil {
+		if err := rows.Scan(&r.t.Schema, &r.t.Name, &r.t.Bytes, &r.t.Columns, &r.t.Binary, &r.parent, &pages, &r.key, &r.cond); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -137,6 +152,20 @@ func listTables(ctx context.Context, q *pgx.Conn, f Filter, split int64, jobs in
 	}
 	tables := make([]*Table, 0, len(all))
 	for _, r := range all {
+		if r.cond != nil {
+			// An extension's configuration table: its condition's rows, in
+			// one part.
+			where := strings.TrimSpace(*r.cond)
+			if len(where) >= 5 && strings.EqualFold(where[:5], "WHERE") {
+				where = strings.TrimSpace(where[5:])
+			}
+			if where == "" {
+				where = "true"
+			}
+			r.t.Parts = []Part{{ID: r.t.Label(), Where: where, Bytes: r.t.Bytes}}
+			tables = append(tables, r.t)
+			continue
+		}
 		n := 1
 		if split > 0 && r.t.Bytes > split {
 			n = int((r.t.Bytes + split - 1) / split)

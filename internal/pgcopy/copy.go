@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -443,8 +444,36 @@ func (c *copier) data(ctx context.Context, lead *pgx.Conn, res *Result) error {
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan job)
 	var mu sync.Mutex
+	// A table's indexes and key constraints are built as soon as its last
+	// part committed, while other tables are still copied (IndexJobs at a
+	// time): they overlap the copy, and a resumed copy finds those of the
+	// tables done before the crash built.
+	early := c.earlyItems()
+	left := map[string]int{}
+	for _, j := range todo {
+		left[j.t.Ident()]++
+	}
+	items := make(chan int, early.n)
+	ready := func(table string) {
+		for _, i := range early.byTable[table] {
+			items <- i
+		}
+	}
+	for _, t := range c.plan.Tables {
+		if left[t.Ident()] == 0 {
+			ready(t.Ident())
+		}
+	}
+	if early.n > 0 {
+		for range c.IndexJobs {
+			g.Go(func() error { return c.postWorker(gctx, items) })
+		}
+	}
+	var copying sync.WaitGroup
 	for range min(c.Jobs, max(len(todo), 1)) {
+		copying.Add(1)
 		g.Go(func() error {
+			defer copying.Done()
 			w := &worker{c: c}
 			defer w.close()
 			for j := range jobs {
@@ -455,11 +484,19 @@ func (c *copier) data(ctx context.Context, lead *pgx.Conn, res *Result) error {
 				mu.Lock()
 				res.Rows += rows
 				res.Bytes += bytes
+				if left[j.t.Ident()]--; left[j.t.Ident()] == 0 {
+					ready(j.t.Ident())
+				}
 				mu.Unlock()
 			}
 			return nil
 		})
 	}
+	g.Go(func() error {
+		copying.Wait()
+		close(items)
+		return nil
+	})
 	g.Go(func() error {
 		defer close(jobs)
 		for _, j := range todo {
@@ -553,6 +590,10 @@ func (w *worker) copyPart(ctx context.Context, j job) (rows, bytes int64, err er
 		out = fmt.Sprintf("COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT", sel, j.t.Ident(), j.p.Where)
 	}
 	in := fmt.Sprintf("COPY %s%s FROM STDIN", j.t.Ident(), cols)
+	if j.t.Binary {
+		out += " (FORMAT binary)"
+		in += " (FORMAT binary)"
+	}
 	fail := func(err error) (int64, int64, error) {
 		return 0, 0, fmt.Errorf("copying %s (part %s): %w", j.t.Label(), j.p.ID, err)
 	}
@@ -702,30 +743,11 @@ func (c *copier) postData(ctx context.Context) error {
 		}
 	}
 	total := len(c.plan.PostData.Items)
-	c.Observer.Phase(PhaseInfo{Name: "post-data", Todo: len(par) + len(seq), Total: total, Resumed: len(par)+len(seq) < total})
+	c.Observer.Phase(PhaseInfo{Name: "post-data", Todo: len(par) + len(seq), Total: total, Resumed: c.resumed && len(par)+len(seq) < total})
 	g, gctx := errgroup.WithContext(ctx)
 	items := make(chan int)
 	for range min(c.IndexJobs, max(len(par), 1)) {
-		g.Go(func() error {
-			var conn *pgx.Conn
-			defer func() {
-				if conn != nil {
-					conn.Close(context.Background())
-				}
-			}()
-			for i := range items {
-				if conn == nil {
-					var err error
-					if conn, err = c.postSession(gctx); err != nil {
-						return err
-					}
-				}
-				if err := c.postItem(gctx, conn, i); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		g.Go(func() error { return c.postWorker(gctx, items) })
 	}
 	g.Go(func() error {
 		defer close(items)
@@ -755,6 +777,80 @@ func (c *copier) postData(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// postWorker builds the post-data items it receives, in a session of its
+// own, until items is closed.
+func (c *copier) postWorker(ctx context.Context, items <-chan int) error {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for i := range items {
+		if conn == nil {
+			var err error
+			if conn, err = c.postSession(ctx); err != nil {
+				return err
+			}
+		}
+		if err := c.postItem(ctx, conn, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// earlyIndexes are the post-data items built as soon as their table's rows
+// are all copied: indexes and key constraints of a copied table, not built
+// yet.
+type earlyIndexes struct {
+	byTable map[string][]int
+	n       int
+}
+
+// itemTable finds the table an index or a constraint is on, as pg_dump
+// writes it (CREATE [UNIQUE] INDEX name ON [ONLY] table …, ALTER TABLE
+// [ONLY] table ADD CONSTRAINT …).
+var itemTable = regexp.MustCompile(`^(?:CREATE (?:UNIQUE )?INDEX (?:"(?:[^"]|"")*"|\S+) ON (?:ONLY )?|ALTER TABLE (?:ONLY )?)((?:"(?:[^"]|"")*"|[^\s."]+)\.(?:"(?:[^"]|"")*"|[^\s."(]+))\s`)
+
+func (c *copier) earlyItems() earlyIndexes {
+	e := earlyIndexes{byTable: map[string][]int{}}
+	if !c.Schema || c.plan.PostData == nil {
+		return e
+	}
+	copied := map[string]bool{}
+	for _, t := range c.plan.Tables {
+		copied[t.Ident()] = true
+	}
+	for i, it := range c.plan.PostData.Items {
+		if !it.parallel() || c.Journal.Unit(c.unit(fmt.Sprintf("%s%d", unitPostPrefix, i+1))) != nil {
+			continue
+		}
+		m := itemTable.FindStringSubmatch(stripComments(it.SQL))
+		if m == nil || !copied[m[1]] {
+			continue // a partitioned table's: built in post-data
+		}
+		e.byTable[m[1]] = append(e.byTable[m[1]], i)
+		e.n++
+	}
+	return e
+}
+
+// stripComments drops the comment lines and blank lines before a statement.
+func stripComments(sql string) string {
+	for {
+		sql = strings.TrimLeft(sql, " \t\n")
+		if !strings.HasPrefix(sql, "--") {
+			return sql
+		}
+		_, rest, ok := strings.Cut(sql, "\n")
+		if !ok {
+			return ""
+		}
+		sql = rest
+	}
 }
 
 func (c *copier) postSession(ctx context.Context) (*pgx.Conn, error) {

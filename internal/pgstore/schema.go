@@ -54,6 +54,14 @@ var migrations = []string{
 		started_at   timestamptz NOT NULL,
 		heartbeat_at timestamptz NOT NULL
 	);`,
+	// 2: sealed plans applied (docs/plan.md): one row per plan id, so that a
+	// plan is applied at most once wherever its file is copied.
+	`CREATE TABLE runbook_state.applied_plans (
+		plan       text PRIMARY KEY,
+		key        text NOT NULL,
+		record     jsonb NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	);`,
 }
 
 // Version is the schema's version this runbook writes.
