@@ -37,7 +37,8 @@ demo: deps
 
 ## bench: the performance suite (docs/performance.md) on throwaway clusters of its own, fsync on.
 ## QUICK=1 for a short check at smaller sizes; BENCHFLAGS for more (-only P1,P3 -runs 7 -audit -v).
-bench: deps
+bench:
+	@scripts/ensure-deps --bench
 	$(GO) run ./bench $(if $(QUICK),-quick) $(BENCHFLAGS)
 
 clean:

@@ -108,3 +108,121 @@ func BenchmarkRunSQLSteps(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(n*steps), "µs/step")
 }
+
+// TestP6Tables checks the plan of P6's source database against what the goal
+// asks of it, at both sizes: four tables or more of unequal sizes, one of
+// them at least half the data, eight indexes or more, and text, numeric,
+// timestamptz and bytea columns.
+func TestP6Tables(t *testing.T) {
+	for _, mb := range []int{100, 1024} {
+		t.Run(fmt.Sprint(mb, "MB"), func(t *testing.T) {
+			ts := p6Tables(mb)
+			if len(ts) < 4 {
+				t.Fatalf("%d tables, want 4 or more", len(ts))
+			}
+			var total, biggest float64
+			sizes := map[float64]bool{}
+			indexes := 0
+			for _, tb := range ts {
+				size := float64(tb.rows) * float64(tb.bytes)
+				total += size
+				biggest = max(biggest, size)
+				if sizes[size] {
+					t.Errorf("%s: the same size as another table", tb.name)
+				}
+				sizes[size] = true
+				for _, typ := range []string{" text", " numeric", " timestamptz", " bytea"} {
+					if !strings.Contains(tb.ddl, typ) {
+						t.Errorf("%s: no%s column: %s", tb.name, typ, tb.ddl)
+					}
+				}
+				if strings.Count(tb.fill, "%d") != 2 || strings.Contains(tb.fill, "{") {
+					t.Errorf("%s: the fill statement takes two bounds, nothing else: %s", tb.name, tb.fill)
+				}
+				for _, p := range tb.post {
+					if strings.Contains(p, "PRIMARY KEY") || strings.Contains(p, "UNIQUE") || strings.Contains(p, "CREATE INDEX") {
+						indexes++
+					}
+				}
+			}
+			if biggest < total/2 {
+				t.Errorf("the biggest table holds %.0f%% of the data, want half or more", 100*biggest/total)
+			}
+			if indexes < 8 {
+				t.Errorf("%d indexes, want 8 or more", indexes)
+			}
+			if est := total / 1e6; est < float64(mb)*0.95 || est > float64(mb)*1.05 {
+				t.Errorf("estimated %.0f MB, want about %d", est, mb)
+			}
+			if !strings.Contains(ts[len(ts)-1].post[len(ts[len(ts)-1].post)-1], "FOREIGN KEY") {
+				t.Errorf("the foreign key is not added last, after every key")
+			}
+		})
+	}
+}
+
+// TestP6Progress: the rows of copy.part.end events are counted, whatever
+// else runbook writes on its JSON output.
+func TestP6Progress(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		rows int64
+		ok   bool
+	}{
+		{`{"level":"info","run_id":"R","step":"copy","event":"copy.part.end","table":"public.events","part":"public.events blocks 0–4095","rows":125000,"bytes":9000000,"message":"part copied"}`, 125000, true},
+		{`{"event":"copy.part.end","table":"public.settings","part":0,"rows":"42"}`, 42, true},
+		{`{"event":"copy.part.start","table":"public.events","part":4}`, 0, false},
+		{`{"event":"copy.part.end","table":"public.events","part":5}`, 0, true},
+		{`{"event":"step.end","step":"copy","rows":7}`, 0, false},
+		{`not json`, 0, false},
+		{``, 0, false},
+	} {
+		rows, ok := p6Progress([]byte(tc.line))
+		if rows != tc.rows || ok != tc.ok {
+			t.Errorf("%s: %d, %v; want %d, %v", tc.line, rows, ok, tc.rows, tc.ok)
+		}
+	}
+}
+
+// TestP6Runbook: P6's runbook is valid and asks for what the goal states
+// (two jobs, two index jobs, no verification), the URLs through secret
+// params.
+func TestP6Runbook(t *testing.T) {
+	rb := p6Runbook("64MB")
+	if _, err := schema.Load("p6.yaml", []byte(rb)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"jobs: 2\n", "index_jobs: 2\n", "verify: none\n", "split_larger_than: 64MB\n", "schema: true\n",
+		"source_url: {secret: true, env: BENCH_SRC}", "target_url: {secret: true, env: BENCH_TGT}"} {
+		if !strings.Contains(rb, want) {
+			t.Errorf("P6's runbook lacks %q:\n%s", want, rb)
+		}
+	}
+}
+
+// TestP6Load runs P6's whole load on real PostgreSQL, at the full size's
+// row numbers: each table's fill statement for its last 1,000 rows (the
+// expressions must not overflow at the highest row numbers), then the keys,
+// indexes and the foreign key. The rows orders refer to exist: customers are
+// loaded in full (the smallest plan's).
+func TestP6Load(t *testing.T) {
+	srv := pgtest.Shared(t)
+	db := pgtest.DatabaseName(t, srv.NewDatabase(t))
+	for _, mb := range []int{100, 1024} {
+		tables := p6Tables(mb)
+		for _, tb := range tables {
+			srv.Exec(t, db, "DROP TABLE IF EXISTS "+tb.name+" CASCADE")
+			srv.Exec(t, db, tb.ddl)
+			from := max(1, tb.rows-999)
+			if tb.name == "customers" {
+				from = 1
+			}
+			srv.Exec(t, db, fmt.Sprintf(tb.fill, from, tb.rows))
+		}
+		for _, tb := range tables {
+			for _, sql := range tb.post {
+				srv.Exec(t, db, sql)
+			}
+		}
+	}
+}

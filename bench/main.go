@@ -1,6 +1,6 @@
-// Command bench is runbook's performance suite: the goals P1–P5 of
-// docs/performance.md, each measured against its yardstick (psql, bash), and
-// F1, the fleet queue's overhead per run (bench/fleet.go).
+// Command bench is runbook's performance suite: the goals P1–P6 of
+// docs/performance.md, each measured against its yardstick (psql, bash,
+// pgcopydb), and F1, the fleet queue's overhead per run (bench/fleet.go).
 //
 //	make bench            # go run ./bench
 //	make bench QUICK=1    # go run ./bench -quick: smaller sizes, fewer rounds
@@ -23,7 +23,7 @@
 // durable record of the transaction id before every COMMIT): the ratio of
 // runbook to it is runbook's own cost, the ratio of it to psql the
 // protocol's. Flags choose the goals (-only P1,P3), the rounds (-runs), the
-// sizes (-p1-tables, -p2-mb, -p4-statements); -audit=false leaves out the
+// sizes (-p1-tables, -p2-mb, -p4-statements, -p6-mb); -audit=false leaves out the
 // runs with an audit log (--log FILE); -v prints every run.
 package main
 
@@ -68,11 +68,14 @@ type result struct {
 func main() {
 	quick := flag.Bool("quick", false, "smaller sizes and fewer rounds: a check that the suite works, not a measurement of the goals")
 	runs := flag.Int("runs", 0, "rounds per comparison (default 5; 3 with -quick)")
-	only := flag.String("only", "", "comma-separated goals to run (P1,P2,P3,P4,P5,F1); default all")
+	only := flag.String("only", "", "comma-separated goals to run (P1,P2,P3,P4,P5,P6,F1); default all")
 	f1Runs := flag.Int("f1-runs", 50, "F1: runs of the fleet, through the queue and locally")
 	p1Tables := flag.Int("p1-tables", 0, "P1: tables, one generated statement each (default 10000; 2000 with -quick)")
 	p2MB := flag.Int("p2-mb", 0, "P2: size of the database piped through pg_dump | pg_restore, in MB (default 1024; 100 with -quick)")
 	p4Stmts := flag.Int("p4-statements", 0, "P4: generated statements (default 1000000; 200000 with -quick)")
+	p6MB := flag.Int("p6-mb", 0, "P6: size of the database copied, in MB (default 1024; 100 with -quick)")
+	p6Split := flag.String("p6-split", "", "P6: the copy's split_larger_than (default 64MB; 8MB with -quick)")
+	p6Resumes := flag.Int("p6-resumes", 0, "P6: copies killed at 70% and resumed (default 3; 1 with -quick)")
 	audit := flag.Bool("audit", true, "also measure runbook with an audit log (--log FILE) where it matters (P1 each, P3); -audit=false to skip")
 	bin := flag.String("bin", "", "use this runbook binary instead of building one")
 	verbose := flag.Bool("v", false, "print every run")
@@ -90,6 +93,11 @@ func main() {
 	def(p1Tables, 10000, 2000)
 	def(p2MB, 1024, 100)
 	def(p4Stmts, 1000000, 200000)
+	def(p6MB, 1024, 100)
+	def(p6Resumes, 3, 1)
+	if *p6Split == "" {
+		*p6Split = map[bool]string{false: "64MB", true: "8MB"}[*quick]
+	}
 	goals := map[string]bool{}
 	for _, g := range strings.Split(strings.ToUpper(*only), ",") {
 		if g = strings.TrimSpace(g); g != "" {
@@ -123,6 +131,11 @@ func main() {
 		}
 		if want("P5") {
 			if err := h.p5(1000); err != nil {
+				return err
+			}
+		}
+		if want("P6") {
+			if err := h.p6(*p6MB, *p6Split, *p6Resumes); err != nil {
 				return err
 			}
 		}

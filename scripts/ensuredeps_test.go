@@ -14,15 +14,16 @@ import (
 // stand-ins: apt-cache answers with the given candidate version, apt-get
 // records its arguments (one call a line) and installs nothing.
 type fakeMachine struct {
-	root, lib, share, bin, browsers, calls string
+	root, lib, share, usrbin, bin, browsers, calls string
 }
 
 func newFakeMachine(t *testing.T, candidate string) *fakeMachine {
 	t.Helper()
 	root := t.TempDir()
 	m := &fakeMachine{root: root, lib: filepath.Join(root, "lib"), share: filepath.Join(root, "share"),
-		bin: filepath.Join(root, "bin"), browsers: filepath.Join(root, "browsers"), calls: filepath.Join(root, "apt-get.calls")}
-	for _, d := range []string{m.lib, m.share, m.bin, m.browsers} {
+		usrbin: filepath.Join(root, "usrbin"), bin: filepath.Join(root, "bin"), browsers: filepath.Join(root, "browsers"),
+		calls: filepath.Join(root, "apt-get.calls")}
+	for _, d := range []string{m.lib, m.share, m.usrbin, m.bin, m.browsers} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -56,6 +57,8 @@ func (m *fakeMachine) install(t *testing.T, what, major string) {
 		path = filepath.Join(m.share, major, "extension", "postgis.control")
 	case "chromium":
 		path = filepath.Join(m.browsers, "chromium")
+	case "pgcopydb":
+		path = filepath.Join(m.usrbin, "pgcopydb")
 	default:
 		t.Fatalf("unknown package kind %q", what)
 	}
@@ -77,7 +80,7 @@ func (m *fakeMachine) run(t *testing.T, args ...string) (int, string, string) {
 	}
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
 	cmd.Env = []string{"PATH=" + m.bin + ":/usr/bin:/bin", "ENSURE_DEPS_PGLIB=" + m.lib, "ENSURE_DEPS_PGSHARE=" + m.share,
-		"ENSURE_DEPS_BROWSERPATH=" + m.bin + ":" + m.browsers, "LC_ALL=C"}
+		"ENSURE_DEPS_BROWSERPATH=" + m.bin + ":" + m.browsers, "ENSURE_DEPS_BINDIR=" + m.usrbin, "LC_ALL=C"}
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
@@ -113,28 +116,37 @@ func TestEnsureDepsPrint(t *testing.T) {
 		candidate string
 		installed [][2]string
 		want      []string
+		args      []string
 	}{
 		{"fresh machine: everything, for the candidate's version", "16+257", nil,
-			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "chromium"}},
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "chromium"}, nil},
 		{"server installed: its version wins over the candidate", "17+260", [][2]string{{"server", "15"}, {"chromium", ""}},
-			[]string{"postgresql-15-pgaudit", "postgresql-15-postgis-3"}},
+			[]string{"postgresql-15-pgaudit", "postgresql-15-postgis-3"}, nil},
 		{"two servers: the newest", "15+248", [][2]string{{"server", "14"}, {"server", "16"}, {"pgaudit", "14"}, {"postgis", "14"}, {"chromium", ""}},
-			[]string{"postgresql-16-pgaudit", "postgresql-16-postgis-3"}},
+			[]string{"postgresql-16-pgaudit", "postgresql-16-postgis-3"}, nil},
 		{"only postgis missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"chromium", ""}},
-			[]string{"postgresql-15-postgis-3"}},
+			[]string{"postgresql-15-postgis-3"}, nil},
 		{"only the browser missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}},
-			[]string{"chromium"}},
+			[]string{"chromium"}, nil},
 		{"everything there", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"chromium", ""}},
-			nil},
+			nil, nil},
 		{"extension files without a server do not decide the version", "16", [][2]string{{"pgaudit", "15"}, {"postgis", "15"}},
-			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "chromium"}},
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "chromium"}, nil},
+		{"pgcopydb missing: only --bench asks for it", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"chromium", ""}},
+			nil, nil},
+		{"--bench: pgcopydb missing", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"chromium", ""}},
+			[]string{"pgcopydb"}, []string{"--bench"}},
+		{"--bench on a fresh machine: everything in one list", "16+257", nil,
+			[]string{"postgresql-16", "postgresql-16-pgaudit", "postgresql-16-postgis-3", "chromium", "pgcopydb"}, []string{"--bench"}},
+		{"--bench, pgcopydb installed", "15+248", [][2]string{{"server", "15"}, {"pgaudit", "15"}, {"postgis", "15"}, {"chromium", ""}, {"pgcopydb", ""}},
+			nil, []string{"--bench"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newFakeMachine(t, tc.candidate)
 			for _, p := range tc.installed {
 				m.install(t, p[0], p[1])
 			}
-			code, out, errOut := m.run(t, "--print")
+			code, out, errOut := m.run(t, append([]string{"--print"}, tc.args...)...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
