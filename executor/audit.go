@@ -313,12 +313,12 @@ type VerifyResult struct {
 	Anchored bool `json:"anchored,omitempty"`
 }
 
-// LogRun is one run in a log: its sessions (run.start events) and how each
-// ended (run.end outcomes, "" for a session that has none).
+// LogRun is one run in a log: its invocations (run.start events) and how each
+// ended (run.end outcomes, "" for an invocation that has none).
 type LogRun struct {
-	RunID    string   `json:"run_id"`
-	Sessions int      `json:"sessions"`
-	Outcomes []string `json:"outcomes"`
+	RunID       string   `json:"run_id"`
+	Invocations int      `json:"invocations"`
+	Outcomes    []string `json:"outcomes"`
 }
 
 // LogTear is a torn line kept in the log and recorded by the log.truncated
@@ -363,14 +363,14 @@ func (v *VerifyResult) Summary() string {
 			}
 			outcomes[j] = o
 		}
-		s := "session"
-		if r.Sessions != 1 {
-			s = "sessions"
+		s := "invocation"
+		if r.Invocations != 1 {
+			s = "invocations"
 		}
 		if len(outcomes) == 0 {
 			outcomes = []string{"no run.start"}
 		}
-		fmt.Fprintf(&b, "%s (%d %s: %s)", r.RunID, r.Sessions, s, strings.Join(outcomes, ", "))
+		fmt.Fprintf(&b, "%s (%d %s: %s)", r.RunID, r.Invocations, s, strings.Join(outcomes, ", "))
 	}
 	return b.String()
 }
@@ -552,7 +552,7 @@ func (v *verifier) run() error {
 			}
 			switch cl.Event {
 			case "run.start":
-				res.Runs[i].Sessions++
+				res.Runs[i].Invocations++
 				res.Runs[i].Outcomes = append(res.Runs[i].Outcomes, "")
 			case "run.end":
 				if k := len(res.Runs[i].Outcomes); k > 0 {

@@ -116,8 +116,8 @@ func TestAuditLogVerifiesAndDetectsTampering(t *testing.T) {
 	if res.Lines != n || res.Seq != uint64(n) || res.Head != hashLine(orig[n-1]) {
 		t.Errorf("result %+v, want %d lines, seq %d, head = hash of the last line", res, n, n)
 	}
-	if len(res.Runs) != 1 || res.Runs[0].Sessions != 1 || res.Runs[0].Outcomes[0] != "succeeded" {
-		t.Errorf("runs %+v, want one run, one session, succeeded", res.Runs)
+	if len(res.Runs) != 1 || res.Runs[0].Invocations != 1 || res.Runs[0].Outcomes[0] != "succeeded" {
+		t.Errorf("runs %+v, want one run, one invocation, succeeded", res.Runs)
 	}
 	if n < 12 {
 		t.Fatalf("only %d lines: the tamper cases need more", n)
@@ -275,10 +275,10 @@ steps:
 	if len(res.Runs) != 2 {
 		t.Fatalf("runs %+v, want 2", res.Runs)
 	}
-	if r := res.Runs[1]; r.Sessions != 2 || strings.Join(r.Outcomes, ",") != "failed,succeeded" {
-		t.Errorf("the resumed run: %+v, want 2 sessions failed, succeeded", r)
+	if r := res.Runs[1]; r.Invocations != 2 || strings.Join(r.Outcomes, ",") != "failed,succeeded" {
+		t.Errorf("the resumed run: %+v, want 2 invocations failed, succeeded", r)
 	}
-	if got := res.Summary(); !strings.Contains(got, "intact") || !strings.Contains(got, "2 sessions: failed, succeeded") {
+	if got := res.Summary(); !strings.Contains(got, "intact") || !strings.Contains(got, "2 invocations: failed, succeeded") {
 		t.Errorf("summary %q", got)
 	}
 }
@@ -320,11 +320,11 @@ func TestAuditLogTornLineIsRecorded(t *testing.T) {
 	if !strings.Contains(res.Summary(), fmt.Sprintf("torn line %d", n)) {
 		t.Errorf("summary does not mention the tear: %s", res.Summary())
 	}
-	// The report of the run that appended says so, in its session.
+	// The report of the run that appended says so, in its invocation.
 	rep := report(t, ReportOptions{StatePath: filepath.Join(dir, "state.json"), LogPath: path})
-	if !strings.Contains(rep, "### Session 1: run by") || strings.Contains(rep, "Session 2") ||
+	if !strings.Contains(rep, "### Invocation 1: run by") || strings.Contains(rep, "Invocation 2") ||
 		!strings.Contains(rep, fmt.Sprintf("- the audit log ended in a torn line (%d bytes", len(torn))) {
-		t.Errorf("the report does not tell the tear in the first session:\n%s", rep)
+		t.Errorf("the report does not tell the tear in the first invocation:\n%s", rep)
 	}
 	// Editing the kept torn bytes is seen.
 	tampered := logLines(t, path)
@@ -542,7 +542,7 @@ func TestAuditCrashHelper(t *testing.T) {
 	t.Fatal("the run survived its crash")
 }
 
-// A process killed in the middle of a step leaves a session without run.end;
+// A process killed in the middle of a step leaves an invocation without run.end;
 // the resume appends to the same chain and the whole log verifies.
 func TestAuditLogAfterACrash(t *testing.T) {
 	dir := t.TempDir()
@@ -570,7 +570,7 @@ steps:
 		t.Fatalf("the log of a killed run: %v", err)
 	}
 	if len(res.Runs) != 1 || res.Runs[0].Outcomes[0] != "" {
-		t.Fatalf("runs %+v, want one session without run.end", res.Runs)
+		t.Fatalf("runs %+v, want one invocation without run.end", res.Runs)
 	}
 	fixed := strings.Replace(crashing, "kill -9 $PPID", "true", 1)
 	if err := logRun(t, dir, fixed, nil, Options{Resume: true, Rerun: []string{"boom"}, Operator: "bob"}); err != nil {
@@ -580,11 +580,11 @@ steps:
 	if err != nil {
 		t.Fatalf("after the resume: %v", err)
 	}
-	if r := res.Runs[0]; r.Sessions != 2 || r.Outcomes[0] != "" || r.Outcomes[1] != "succeeded" {
-		t.Errorf("run %+v, want 2 sessions: no run.end, succeeded", r)
+	if r := res.Runs[0]; r.Invocations != 2 || r.Outcomes[0] != "" || r.Outcomes[1] != "succeeded" {
+		t.Errorf("run %+v, want 2 invocations: no run.end, succeeded", r)
 	}
 	rep := report(t, ReportOptions{StatePath: filepath.Join(dir, "state.json"), LogPath: path})
-	for _, want := range []string{"### Session 1: run by alice", "**no run.end**", "→ no exit recorded", "#### 2. `boom` (shell) — no step.end", "### Session 2: resume by bob", "#### 2. `boom` (shell) — succeeded"} {
+	for _, want := range []string{"### Invocation 1: run by alice", "**no run.end**", "→ no exit recorded", "#### 2. `boom` (shell) — no step.end", "### Invocation 2: resume by bob", "#### 2. `boom` (shell) — succeeded"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}

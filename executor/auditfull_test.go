@@ -129,8 +129,8 @@ steps:
 	if err != nil {
 		t.Fatalf("audit verify: %v", err)
 	}
-	if len(res.Tears) != 1 || len(res.Runs) != 1 || res.Runs[0].Sessions != 2 {
-		t.Errorf("verify: %s; want one run of two sessions and one recorded tear", res.Summary())
+	if len(res.Tears) != 1 || len(res.Runs) != 1 || res.Runs[0].Invocations != 2 {
+		t.Errorf("verify: %s; want one run of two invocations and one recorded tear", res.Summary())
 	}
 	t.Log(res.Summary())
 }

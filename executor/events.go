@@ -19,7 +19,7 @@ func init() {
 		StepEnd{}, StepFailureIgnored{}, StepSettled{}, TxTerminated{}, ConnOpen{}, LogTruncated{})
 }
 
-// RunStart begins a session of a run: a run, or a resume.
+// RunStart begins an invocation of a run: a run, or a resume.
 type RunStart struct {
 	Operator string            `json:"operator"`
 	Host     string            `json:"host"`
@@ -34,7 +34,7 @@ type RunStart struct {
 	Plan string `json:"plan,omitempty"`
 	// For the message and the console, not logged: the runbook's name, the
 	// run id (the line's envelope has it), the number of steps and of those
-	// an earlier session completed.
+	// an earlier invocation completed.
 	RunbookName string `json:"-"`
 	RunID       string `json:"-"`
 	Steps       int    `json:"-"`
@@ -58,7 +58,7 @@ func (e RunStart) Boundary() event.Bound {
 	return event.Bound{Phase: event.RunStart, Runbook: e.RunbookName, RunID: e.RunID, State: e.State, Resume: e.Resume, Steps: e.Steps, Done: e.Done}
 }
 
-// RunEnd ends a session: how the run stands, and what failed.
+// RunEnd ends an invocation: how the run stands, and what failed.
 type RunEnd struct {
 	Outcome  string        `json:"outcome"`
 	Duration time.Duration `json:"duration"`

@@ -35,7 +35,7 @@ type ReportOptions struct {
 }
 
 // Report is a run told for a change ticket: the state's final word on every
-// step, and the audit log's account of every session (run.start … run.end) of
+// step, and the audit log's account of every invocation (run.start … run.end) of
 // the state's run id.
 type Report struct {
 	Status   *Status
@@ -47,17 +47,17 @@ type Report struct {
 	Plan, PlanFile string
 	LogPath        string
 	Verify         *VerifyResult
-	Sessions       []*ReportSession
+	Invocations    []*ReportInvocation
 	// LogLines counts the log lines of this run (other runs' lines are not
 	// used).
 	LogLines int
 	opts     ReportOptions
-	pending  []ReportNote // notes for the next session
+	pending  []ReportNote // notes for the next invocation
 }
 
-// ReportSession is one process's part of the run: from its run.start to its
+// ReportInvocation is one process's part of the run: from its run.start to its
 // run.end (if it got there).
-type ReportSession struct {
+type ReportInvocation struct {
 	N         int
 	FirstLine int
 	LastLine  int
@@ -69,16 +69,16 @@ type ReportSession struct {
 	Version     string
 	Ticket      string
 	Digest      string
-	// Plan is the sealed plan the session executed (run --plan).
+	// Plan is the sealed plan the invocation executed (run --plan).
 	Plan     string
 	Runbook  string
 	Params   map[string]string
 	Started  time.Time
 	Ended    time.Time
-	Outcome  string // "" when the session has no run.end
+	Outcome  string // "" when the invocation has no run.end
 	Error    string
 	Duration time.Duration
-	// FirstTime and LastTime are the times of the session's first and last
+	// FirstTime and LastTime are the times of the invocation's first and last
 	// events (its span on the timeline when it has no run.start or run.end).
 	FirstTime, LastTime time.Time
 	Steps               []*ReportStep
@@ -88,7 +88,7 @@ type ReportSession struct {
 	stepByID map[string]*ReportStep
 }
 
-// ReportNote is a run-level event of a session.
+// ReportNote is a run-level event of an invocation.
 type ReportNote struct {
 	Event event.Event
 	// Line is the log line of the event (for a log.truncated: the line that
@@ -100,7 +100,7 @@ type ReportNote struct {
 	Time time.Time
 }
 
-// ReportStep is what one step did in one session.
+// ReportStep is what one step did in one invocation.
 type ReportStep struct {
 	ID       string
 	Kind     string
@@ -208,7 +208,7 @@ func BuildReport(o ReportOptions) (*Report, error) {
 	return r, nil
 }
 
-// readLog collects the sessions of the state's run id.
+// readLog collects the invocations of the state's run id.
 func (r *Report) readLog() error {
 	f, err := os.Open(r.LogPath)
 	if err != nil {
@@ -216,7 +216,7 @@ func (r *Report) readLog() error {
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
-	var cur *ReportSession
+	var cur *ReportInvocation
 	lineNo := 0
 	for {
 		line, err := br.ReadBytes('\n')
@@ -238,13 +238,13 @@ func (r *Report) readLog() error {
 }
 
 // finish files the commands whose exit the log does not hold (the process
-// stopped while they ran), and notes left for a session that never came.
+// stopped while they ran), and notes left for an invocation that never came.
 func (r *Report) finish() {
-	if len(r.pending) > 0 && len(r.Sessions) > 0 {
-		last := r.Sessions[len(r.Sessions)-1]
+	if len(r.pending) > 0 && len(r.Invocations) > 0 {
+		last := r.Invocations[len(r.Invocations)-1]
 		last.Notes = append(last.Notes, r.pending...)
 	}
-	for _, s := range r.Sessions {
+	for _, s := range r.Invocations {
 		for _, st := range s.Steps {
 			stages := make([]int, 0, len(st.running))
 			for n := range st.running {
@@ -262,19 +262,19 @@ func (r *Report) finish() {
 }
 
 // add files one event of the run into the report.
-func (r *Report) add(cur *ReportSession, rec event.Record, line int) *ReportSession {
+func (r *Report) add(cur *ReportInvocation, rec event.Record, line int) *ReportInvocation {
 	ev := rec.Event
 	if _, ok := ev.(LogTruncated); ok {
 		// Written as a process opens the log, before its run.start: it
-		// belongs to the session that follows.
+		// belongs to the invocation that follows.
 		r.pending = append(r.pending, ReportNote{Event: ev, Line: line, Message: rec.Message, Time: rec.Time})
 		return cur
 	}
 	start, isStart := ev.(RunStart)
 	if cur == nil || isStart {
-		cur = &ReportSession{N: len(r.Sessions) + 1, FirstLine: line, FirstTime: rec.Time, stepByID: map[string]*ReportStep{}, Notes: r.pending}
+		cur = &ReportInvocation{N: len(r.Invocations) + 1, FirstLine: line, FirstTime: rec.Time, stepByID: map[string]*ReportStep{}, Notes: r.pending}
 		r.pending = nil
-		r.Sessions = append(r.Sessions, cur)
+		r.Invocations = append(r.Invocations, cur)
 	}
 	cur.LastLine, cur.LastTime = line, rec.Time
 	s := cur
@@ -410,7 +410,7 @@ func (r *Report) addStepEvent(st *ReportStep, ev event.Event) {
 
 // ReportSpan is a stretch of time on the timeline: an attempt of a step, or
 // a part's work. End is zero when the log holds no end (the process stopped,
-// or the step waits for approval): it lasts until its session's end.
+// or the step waits for approval): it lasts until its invocation's end.
 type ReportSpan struct {
 	Start, End time.Time
 	// Failed: the attempt (or the part) failed.

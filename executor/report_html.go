@@ -75,7 +75,7 @@ type htmlStepRow struct {
 	N                              int
 	ID, Status, Attempts, Duration string
 	StatusClass                    string
-	Anchor                         string // the step's first account in the sessions
+	Anchor                         string // the step's first account in the invocations
 	Error                          string // the error of a failed step
 }
 
@@ -91,7 +91,7 @@ type htmlSessStep struct {
 	Error                                               string
 }
 
-type htmlSession struct {
+type htmlInvocation struct {
 	N                     int
 	Kind, Operator, Facts string
 	Outcome, OutcomeClass string
@@ -112,7 +112,7 @@ type htmlView struct {
 	Servers                      []htmlServer
 	Steps                        []htmlStepRow
 	HasLog                       bool
-	Sessions                     []htmlSession
+	Invocations                  []htmlInvocation
 	Approvals                    []htmlApproval
 	CSS                          template.CSS
 	JS                           template.JS
@@ -132,7 +132,7 @@ func (r *Report) htmlView() *htmlView {
 	fact("Runbook", mono(st.Runbook.File), plain(" (digest "), mono(st.Runbook.Digest), plain(" when the run started)"))
 	first := r.firstStart()
 	operators := []string{st.Operator}
-	for _, s := range r.Sessions {
+	for _, s := range r.Invocations {
 		if s.Operator != "" && !slices.Contains(operators, s.Operator) {
 			operators = append(operators, s.Operator)
 		}
@@ -186,7 +186,7 @@ func (r *Report) htmlView() *htmlView {
 	for i, s := range st.Steps {
 		index[s.ID] = i + 1
 	}
-	for _, s := range r.Sessions {
+	for _, s := range r.Invocations {
 		for _, rs := range s.Steps {
 			if _, ok := anchors[rs.ID]; !ok {
 				anchors[rs.ID] = stepAnchor(s.N, index[rs.ID])
@@ -208,7 +208,7 @@ func (r *Report) htmlView() *htmlView {
 	}
 
 	if r.LogPath != "" {
-		v.Sessions = r.htmlSessions(index)
+		v.Invocations = r.htmlInvocations(index)
 	} else {
 		for _, id := range sortedKeys(r.Approved) {
 			a := r.Approved[id]
@@ -219,10 +219,10 @@ func (r *Report) htmlView() *htmlView {
 	return v
 }
 
-func (r *Report) htmlSessions(index map[string]int) []htmlSession {
-	var out []htmlSession
-	for _, s := range r.Sessions {
-		hs := htmlSession{N: s.N, Kind: "run", Operator: s.Operator, Outcome: s.Outcome, OutcomeClass: statusClass(s.Outcome), Error: s.Error}
+func (r *Report) htmlInvocations(index map[string]int) []htmlInvocation {
+	var out []htmlInvocation
+	for _, s := range r.Invocations {
+		hs := htmlInvocation{N: s.N, Kind: "run", Operator: s.Operator, Outcome: s.Outcome, OutcomeClass: statusClass(s.Outcome), Error: s.Error}
 		if s.Resume {
 			hs.Kind = "resume"
 		}
@@ -287,7 +287,7 @@ func (r *Report) htmlSessions(index map[string]int) []htmlSession {
 	return out
 }
 
-func stepAnchor(session, index int) string { return fmt.Sprintf("s%d-step%d", session, index) }
+func stepAnchor(invocation, index int) string { return fmt.Sprintf("i%d-step%d", invocation, index) }
 
 // statusClass is the CSS class of an outcome or a step's status.
 func statusClass(s string) string {
@@ -379,20 +379,20 @@ func closingRun(s string, i, n int) int {
 	return -1
 }
 
-// The timeline: one band per session (an invocation: the run, each
+// The timeline: one band per invocation (the run, each
 // resume) laid side by side, each as wide as its share of the time the
-// sessions took (with a floor, so that a short one stays visible); the idle
-// time between two sessions is a break in the axis, labelled. A row per
+// invocations took (with a floor, so that a short one stays visible); the idle
+// time between two invocations is a break in the axis, labelled. A row per
 // step of the runbook, a bar per attempt, a thinner row (a lane) per part
 // of a step's parallel work; marks for approvals, failures, retries,
-// skips; a line where a session paused, was interrupted or stopped.
+// skips; a line where an invocation paused, was interrupted or stopped.
 
 const (
 	tlWidth  = 1200.0
 	tlLabelW = 210.0 // the step names' column
 	tlPlotX0 = 220.0
 	tlPlotX1 = 1185.0
-	tlTop    = 48.0 // the sessions' header
+	tlTop    = 48.0 // the invocations' header
 	tlRowH   = 24.0
 	tlLaneH  = 16.0
 	tlGapW   = 46.0
@@ -406,9 +406,9 @@ type laneKey struct {
 	span       int
 }
 
-// pack shares the lanes of the step's parts in this session: each span goes
+// pack shares the lanes of the step's parts in this invocation: each span goes
 // to the first lane free when it begins. It returns the number of lanes.
-func (s *tlSession) pack(id string) int {
+func (s *tlInvocation) pack(id string) int {
 	type item struct {
 		key        laneKey
 		start, end time.Time
@@ -450,7 +450,7 @@ func (s *tlSession) pack(id string) int {
 
 type timeline struct {
 	Width, Height, AxisY, PlotX0, PlotX1 float64
-	Sessions                             []tlSession
+	Invocations                          []tlInvocation
 	Gaps                                 []tlGap
 	Ticks                                []tlTick
 	Rows                                 []tlRow
@@ -460,7 +460,7 @@ type timeline struct {
 	FromState                            bool
 }
 
-type tlSession struct {
+type tlInvocation struct {
 	// lane is the shared lane of a part's span (see pack).
 	lane         map[laneKey]int
 	N            int
@@ -499,7 +499,7 @@ type tlBar struct {
 	X, Y, W, H float64
 	Class      string
 	Step, Part string
-	Session    int
+	Invocation int
 	Title      string
 	Href       string
 }
@@ -524,8 +524,8 @@ type tlLine struct {
 // draw.
 func (r *Report) timeline(index map[string]int) *timeline {
 	tl := &timeline{Width: tlWidth, PlotX0: tlPlotX0, PlotX1: tlPlotX1}
-	for _, s := range r.Sessions {
-		ts := tlSession{N: s.N, start: s.Started, end: s.Ended, steps: s.Steps, notes: s.Notes, outcome: s.Outcome, hasEndRecord: s.Outcome != ""}
+	for _, s := range r.Invocations {
+		ts := tlInvocation{N: s.N, start: s.Started, end: s.Ended, steps: s.Steps, notes: s.Notes, outcome: s.Outcome, hasEndRecord: s.Outcome != ""}
 		if ts.start.IsZero() {
 			ts.start = s.FirstTime
 		}
@@ -543,33 +543,33 @@ func (r *Report) timeline(index map[string]int) *timeline {
 		if s.Operator != "" {
 			ts.Label += " · " + s.Operator
 		}
-		tl.Sessions = append(tl.Sessions, ts)
+		tl.Invocations = append(tl.Invocations, ts)
 	}
-	if len(tl.Sessions) == 0 {
+	if len(tl.Invocations) == 0 {
 		// No audit log: the state's times, as one band.
-		ts, ok := r.stateSession()
+		ts, ok := r.stateInvocation()
 		if !ok {
 			return nil
 		}
 		tl.FromState = true
-		tl.Sessions = append(tl.Sessions, ts)
+		tl.Invocations = append(tl.Invocations, ts)
 	}
 
 	// The bands' widths.
-	n := float64(len(tl.Sessions))
+	n := float64(len(tl.Invocations))
 	avail := tlPlotX1 - tlPlotX0 - tlGapW*(n-1)
 	floor := math.Min(avail/n, math.Max(70, avail*0.1))
 	var total float64
-	for i := range tl.Sessions {
-		s := &tl.Sessions[i]
+	for i := range tl.Invocations {
+		s := &tl.Invocations[i]
 		if !s.end.After(s.start) {
 			s.end = s.start.Add(time.Millisecond)
 		}
 		total += float64(s.end.Sub(s.start))
 	}
 	x := tlPlotX0
-	for i := range tl.Sessions {
-		s := &tl.Sessions[i]
+	for i := range tl.Invocations {
+		s := &tl.Invocations[i]
 		s.X = x
 		s.W = floor + (avail-floor*n)*float64(s.end.Sub(s.start))/total
 		d := s.end.Sub(s.start)
@@ -593,10 +593,10 @@ func (r *Report) timeline(index map[string]int) *timeline {
 		}
 		s.Sub = clip(s.Sub, max(fit, 3))
 		x += s.W
-		if i+1 < len(tl.Sessions) {
-			next := tl.Sessions[i+1].start
-			if tl.Sessions[i+1].start.IsZero() {
-				next = tl.Sessions[i+1].end
+		if i+1 < len(tl.Invocations) {
+			next := tl.Invocations[i+1].start
+			if tl.Invocations[i+1].start.IsZero() {
+				next = tl.Invocations[i+1].end
 			}
 			g := tlGap{X: x, W: tlGapW, Mid: x + tlGapW/2}
 			if idle := next.Sub(s.end); idle > 0 {
@@ -616,7 +616,7 @@ func (r *Report) timeline(index map[string]int) *timeline {
 		seen[s.ID] = true
 	}
 	lanes := map[string][]string{}
-	for _, s := range tl.Sessions {
+	for _, s := range tl.Invocations {
 		for _, st := range s.steps {
 			if !seen[st.ID] {
 				ids = append(ids, st.ID)
@@ -645,8 +645,8 @@ func (r *Report) timeline(index map[string]int) *timeline {
 			// taking the first lane free when it begins, so that there are
 			// as many lanes as parts ran at once.
 			count := 0
-			for i := range tl.Sessions {
-				count = max(count, tl.Sessions[i].pack(id))
+			for i := range tl.Invocations {
+				count = max(count, tl.Invocations[i].pack(id))
 			}
 			for k := 0; k < count; k++ {
 				rowY[fmt.Sprintf("%s\x00#%d", id, k)] = y
@@ -669,16 +669,16 @@ func (r *Report) timeline(index map[string]int) *timeline {
 	for i := range tl.Gaps {
 		tl.Gaps[i].Zigzag = zigzag(tl.Gaps[i].Mid, tlTop-6, tl.AxisY)
 	}
-	for _, s := range tl.Sessions {
-		tl.layoutSession(s, rowY, index)
+	for _, s := range tl.Invocations {
+		tl.layoutInvocation(s, rowY, index)
 	}
 	return tl
 }
 
-// stateSession is the band of a report without an audit log: the steps'
+// stateInvocation is the band of a report without an audit log: the steps'
 // times as the state has them.
-func (r *Report) stateSession() (tlSession, bool) {
-	ts := tlSession{N: 1, Label: "the run (from the state)", start: r.Status.Started}
+func (r *Report) stateInvocation() (tlInvocation, bool) {
+	ts := tlInvocation{N: 1, Label: "the run (from the state)", start: r.Status.Started}
 	for _, s := range r.Status.Steps {
 		if s.Started == nil {
 			continue
@@ -711,8 +711,8 @@ func (r *Report) stateSession() (tlSession, bool) {
 	return ts, len(ts.steps) > 0 && !ts.start.IsZero()
 }
 
-// layoutSession draws one session's bars, marks, lines and ticks.
-func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index map[string]int) {
+// layoutInvocation draws one invocation's bars, marks, lines and ticks.
+func (tl *timeline) layoutInvocation(s tlInvocation, rowY map[string]float64, index map[string]int) {
 	span := float64(s.end.Sub(s.start))
 	xAt := func(t time.Time) float64 {
 		f := float64(t.Sub(s.start)) / span
@@ -751,7 +751,7 @@ func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index ma
 				title += " (" + fmtDur(sp.End.Sub(sp.Start)) + ")"
 			}
 			tl.Bars = append(tl.Bars, tlBar{X: x0, Y: y + 4, W: math.Max(2, x1-x0), H: tlRowH - 8, Class: class,
-				Step: st.ID, Session: s.N, Title: title, Href: href})
+				Step: st.ID, Invocation: s.N, Title: title, Href: href})
 		}
 		for _, p := range st.Parts {
 			ly := rowY[st.ID+"\x00"+p.Name]
@@ -777,7 +777,7 @@ func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index ma
 					title += " (" + fmtDur(sp.End.Sub(sp.Start)) + ")"
 				}
 				tl.Bars = append(tl.Bars, tlBar{X: x0, Y: ly + 3, W: math.Max(2, x1-x0), H: tlLaneH - 6, Class: class + " part",
-					Step: st.ID, Part: p.Name, Session: s.N, Title: title, Href: href})
+					Step: st.ID, Part: p.Name, Invocation: s.N, Title: title, Href: href})
 			}
 		}
 		for _, m := range st.Marks {
@@ -788,7 +788,7 @@ func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index ma
 				}
 			}
 			if m.Kind == MarkPause || m.Kind == MarkInterrupt {
-				continue // drawn as the session's lines
+				continue // drawn as the invocation's lines
 			}
 			tl.Marks = append(tl.Marks, tlMark{X: xAt(m.Time), Y: my, Kind: string(m.Kind), Shape: markShape(m.Kind, xAt(m.Time), my),
 				Step: st.ID, Title: fmt.Sprintf("%s at %s: %s", st.ID, fmtTimeMS(m.Time), m.Text)})
@@ -811,8 +811,8 @@ func (tl *timeline) layoutSession(s tlSession, rowY map[string]float64, index ma
 	tl.ticks(s)
 }
 
-// ticks puts the session's axis ticks at round times.
-func (tl *timeline) ticks(s tlSession) {
+// ticks puts the invocation's axis ticks at round times.
+func (tl *timeline) ticks(s tlInvocation) {
 	d := s.end.Sub(s.start)
 	most := math.Max(1, math.Floor(s.W/95))
 	step := time.Duration(0)
@@ -883,7 +883,7 @@ func markShape(k MarkKind, x, y float64) string {
 	return "circle"
 }
 
-// zigzag is the axis break drawn down a gap between two sessions.
+// zigzag is the axis break drawn down a gap between two invocations.
 func zigzag(x, y0, y1 float64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "M%.1f %.1f", x, y0)
@@ -906,7 +906,7 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// fmtIdle is the idle time between two sessions, to the second.
+// fmtIdle is the idle time between two invocations, to the second.
 func fmtIdle(d time.Duration) string {
 	if d < time.Second {
 		return fmtDur(d)

@@ -106,15 +106,15 @@ func TestReportHTMLInBrowser(t *testing.T) {
 	dir := t.TempDir()
 	vars := []string{"url=" + url, "target=" + target, "token=s3cr3t-html-token", "marker=" + filepath.Join(dir, "marker")}
 	if err := logRun(t, dir, browserRunbook, vars, Options{Operator: "alice", Ticket: "CHG-16", Version: "test"}); exitcode.Of(err) != exitcode.Approval {
-		t.Fatalf("first session: exit %d (%v), want 3", exitcode.Of(err), err)
+		t.Fatalf("first invocation: exit %d (%v), want 3", exitcode.Of(err), err)
 	}
-	time.Sleep(300 * time.Millisecond) // a gap between the sessions
+	time.Sleep(300 * time.Millisecond) // a gap between the invocations
 	if err := logRun(t, dir, "", vars, Options{Resume: true, Approve: []string{"gate"}, Operator: "bob", Version: "test"}); exitcode.Of(err) != exitcode.StepFailed {
-		t.Fatalf("second session: exit %d (%v), want 1", exitcode.Of(err), err)
+		t.Fatalf("second invocation: exit %d (%v), want 1", exitcode.Of(err), err)
 	}
 	fixed := strings.Replace(browserRunbook, "exit 3", "exit 0", 1)
 	if err := logRun(t, dir, fixed, vars, Options{Resume: true, Operator: "alice", Version: "test"}); err != nil {
-		t.Fatalf("third session: %v", err)
+		t.Fatalf("third invocation: %v", err)
 	}
 
 	rep, err := BuildReport(ReportOptions{StatePath: filepath.Join(dir, "state.json"), LogPath: filepath.Join(dir, "audit.log")})
@@ -140,7 +140,7 @@ func TestReportHTMLInBrowser(t *testing.T) {
 		!strings.Contains(html, `<g class="row lane" data-row="copy">`) {
 		t.Error("the copy's parts have no lanes on the timeline")
 	}
-	for _, want := range []string{`id="audit-head">` + rep.Verify.Head + `<`, `data-session="3"`, "approved by", `class="bar attempt-failed"`} {
+	for _, want := range []string{`id="audit-head">` + rep.Verify.Head + `<`, `data-invocation="3"`, "approved by", `class="bar attempt-failed"`} {
 		if !strings.Contains(html, want) {
 			t.Errorf("the HTML lacks %q", want)
 		}

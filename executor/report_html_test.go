@@ -61,7 +61,7 @@ func at(d string) time.Time {
 
 func ptime(d string) *time.Time { t := at(d); return &t }
 
-// timelineRecords is a run of four sessions with fixed times: the run is
+// timelineRecords is a run of four invocations with fixed times: the run is
 // interrupted during a parallel copy (three parts, one of which fails
 // before the signal); a resume two hours later finishes the copy, retries
 // a flaky command and pauses for approval; a resume the next day is
@@ -160,7 +160,7 @@ func timelineReport(t *testing.T) *Report {
 		Verify:  &VerifyResult{Path: "/srv/runbook/audit.log", Lines: 57, Seq: 57, Head: strings.Repeat("ab", 32)},
 		opts:    ReportOptions{MaxStatements: 10, MaxOutput: 10},
 	}
-	var cur *ReportSession
+	var cur *ReportInvocation
 	for i, rec := range timelineRecords() {
 		r.LogLines++
 		cur = r.add(cur, rec, i+1)
@@ -171,8 +171,8 @@ func timelineReport(t *testing.T) *Report {
 
 // TestReportHTMLGolden renders the report of a fixed sequence of events and
 // compares it with testdata/report/timeline.html (go test -update rewrites
-// it): sessions, their gaps, lanes of parted events, approvals, failures,
-// retries, an interruption and a session that stopped without a run.end.
+// it): invocations, their gaps, lanes of parted events, approvals, failures,
+// retries, an interruption and an invocation that stopped without a run.end.
 func TestReportHTMLGolden(t *testing.T) {
 	r := timelineReport(t)
 	var b bytes.Buffer
@@ -181,11 +181,11 @@ func TestReportHTMLGolden(t *testing.T) {
 	}
 	got := b.String()
 
-	// The model: the sessions' spans, the copy's lanes and their spans.
-	if len(r.Sessions) != 4 || r.Sessions[2].Outcome != "" || !r.Sessions[2].LastTime.Equal(at("26h10s")) {
-		t.Fatalf("sessions: %d, the third's outcome %q and last event %v", len(r.Sessions), r.Sessions[2].Outcome, r.Sessions[2].LastTime)
+	// The model: the invocations' spans, the copy's lanes and their spans.
+	if len(r.Invocations) != 4 || r.Invocations[2].Outcome != "" || !r.Invocations[2].LastTime.Equal(at("26h10s")) {
+		t.Fatalf("invocations: %d, the third's outcome %q and last event %v", len(r.Invocations), r.Invocations[2].Outcome, r.Invocations[2].LastTime)
 	}
-	copy1 := r.Sessions[0].stepByID["copy"]
+	copy1 := r.Invocations[0].stepByID["copy"]
 	var lanes []string
 	for _, p := range copy1.Parts {
 		lanes = append(lanes, p.Name)
@@ -194,25 +194,25 @@ func TestReportHTMLGolden(t *testing.T) {
 		t.Errorf("lanes of the interrupted copy: %q", lanes)
 	}
 	if users := copy1.Parts[2].Spans; len(users) != 1 || !users[0].Failed || !users[0].End.Equal(at("40s")) {
-		t.Errorf("public.users in session 1: %+v", users)
+		t.Errorf("public.users in invocation 1: %+v", users)
 	}
 	if orders := copy1.Parts[0].Spans; len(orders) != 1 || !orders[0].Interrupted || !orders[0].End.Equal(at("50s")) {
-		t.Errorf("public.orders in session 1 (interrupted at 50s): %+v", orders)
+		t.Errorf("public.orders in invocation 1 (interrupted at 50s): %+v", orders)
 	}
 	if sp := copy1.Spans; len(sp) != 1 || !sp[0].Interrupted || !sp[0].End.Equal(at("50s")) {
-		t.Errorf("the copy in session 1 (interrupted at 50s): %+v", sp)
+		t.Errorf("the copy in invocation 1 (interrupted at 50s): %+v", sp)
 	}
-	flaky := r.Sessions[1].stepByID["flaky"]
+	flaky := r.Invocations[1].stepByID["flaky"]
 	if len(flaky.Spans) != 2 || !flaky.Spans[0].Failed || !flaky.Spans[1].Start.Equal(at("2h55s")) || flaky.Spans[1].Failed {
 		t.Errorf("flaky's attempts: %+v", flaky.Spans)
 	}
 
 	for _, want := range []string{
-		`data-step="copy" data-part="public.users" data-session="1"`,
+		`data-step="copy" data-part="public.users" data-invocation="1"`,
 		`class="bar failed part"`, `class="bar open part"`, `class="bar attempt-failed"`, `class="bar paused"`,
 		`data-mark="approval"`, `data-mark="failure"`, `data-mark="retry"`, `data-mark="skip"`,
 		`class="mark-line interrupt"`, `class="mark-line stopped"`, `class="mark-line pause"`,
-		`>&#43;1h59m8s<`, `>&#43;23h59m1s<`, `>&#43;59m50s<`, // the idle time between the sessions
+		`>&#43;1h59m8s<`, `>&#43;23h59m1s<`, `>&#43;59m50s<`, // the idle time between the invocations
 		`id="audit-head">` + strings.Repeat("ab", 32) + `<`,
 	} {
 		if !strings.Contains(got, want) {
@@ -239,7 +239,7 @@ func TestReportHTMLGolden(t *testing.T) {
 	goldenFile(t, filepath.Join("testdata", "report", "timeline.html"), got)
 
 	// From the state alone (no log): one band, from the steps' times.
-	r.LogPath, r.Sessions, r.Verify = "", nil, nil
+	r.LogPath, r.Invocations, r.Verify = "", nil, nil
 	b.Reset()
 	if err := r.WriteHTML(&b); err != nil {
 		t.Fatal(err)
@@ -300,7 +300,7 @@ func TestReportTimelineSharesLanes(t *testing.T) {
 		event.Record{Time: t0.Add(60 * time.Second), RunID: "r", Event: RunEnd{Outcome: Succeeded}})
 	r := &Report{Status: &Status{RunID: "r", Steps: []*StepState{{ID: "copy", Status: Succeeded}}}, LogPath: "log",
 		opts: ReportOptions{MaxStatements: 10, MaxOutput: 10}}
-	var cur *ReportSession
+	var cur *ReportInvocation
 	for i, x := range recs {
 		cur = r.add(cur, x, i+1)
 	}

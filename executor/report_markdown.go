@@ -31,7 +31,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	p("- **Runbook:** %s (digest %s when the run started)\n", code(st.Runbook.File), code(st.Runbook.Digest))
 	first := r.firstStart()
 	operators := []string{st.Operator}
-	for _, s := range r.Sessions {
+	for _, s := range r.Invocations {
 		if s.Operator != "" && !slices.Contains(operators, s.Operator) {
 			operators = append(operators, s.Operator)
 		}
@@ -90,7 +90,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 
 	if r.LogPath != "" {
-		r.writeSessions(&b)
+		r.writeInvocations(&b)
 	} else if len(r.Approved) > 0 {
 		p("## Approvals\n\n")
 		for _, id := range sortedKeys(r.Approved) {
@@ -103,10 +103,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	return err
 }
 
-// tickets are the tickets the sessions named, in order, without repeats.
+// tickets are the tickets the invocations named, in order, without repeats.
 func (r *Report) tickets() []string {
 	var out []string
-	for _, s := range r.Sessions {
+	for _, s := range r.Invocations {
 		if s.Ticket != "" && !slices.Contains(out, s.Ticket) {
 			out = append(out, s.Ticket)
 		}
@@ -114,8 +114,8 @@ func (r *Report) tickets() []string {
 	return out
 }
 
-func (r *Report) firstStart() *ReportSession {
-	for _, s := range r.Sessions {
+func (r *Report) firstStart() *ReportInvocation {
+	for _, s := range r.Invocations {
 		if s.HasRunStart {
 			return s
 		}
@@ -145,7 +145,7 @@ func (r *Report) writeLogLine(b *bytes.Buffer) {
 	}
 }
 
-func (r *Report) writeParams(b *bytes.Buffer, first *ReportSession) {
+func (r *Report) writeParams(b *bytes.Buffer, first *ReportInvocation) {
 	params := map[string]string{}
 	for k, v := range r.Status.Params {
 		params[k] = v
@@ -166,18 +166,18 @@ func (r *Report) writeParams(b *bytes.Buffer, first *ReportSession) {
 	b.WriteString("\n")
 }
 
-func (r *Report) writeSessions(b *bytes.Buffer) {
+func (r *Report) writeInvocations(b *bytes.Buffer) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-	p("## Sessions\n\n")
-	if len(r.Sessions) == 0 {
-		p("The audit log holds no session of this run.\n")
+	p("## Invocations\n\n")
+	if len(r.Invocations) == 0 {
+		p("The audit log holds no invocation of this run.\n")
 		return
 	}
 	index := map[string]int{}
 	for i, s := range r.Status.Steps {
 		index[s.ID] = i + 1
 	}
-	for _, s := range r.Sessions {
+	for _, s := range r.Invocations {
 		kind := "run"
 		if s.Resume {
 			kind = "resume"
@@ -185,7 +185,7 @@ func (r *Report) writeSessions(b *bytes.Buffer) {
 		if !s.HasRunStart {
 			kind = "events without run.start"
 		}
-		p("### Session %d: %s", s.N, kind)
+		p("### Invocation %d: %s", s.N, kind)
 		if s.Operator != "" {
 			p(" by %s", mdEscape(s.Operator))
 		}
@@ -288,11 +288,11 @@ type reportItem struct {
 	lang  string
 }
 
-// noteText renders a session's run-level event.
+// noteText renders an invocation's run-level event.
 func noteText(n ReportNote) string {
 	switch e := n.Event.(type) {
 	case LogTruncated:
-		return fmt.Sprintf("the audit log ended in a torn line (%d bytes: a write cut short) when this session began; it is kept, and recorded at line %d",
+		return fmt.Sprintf("the audit log ended in a torn line (%d bytes: a write cut short) when this invocation began; it is kept, and recorded at line %d",
 			e.TornBytes, n.Line)
 	case ConnOpen:
 		return fmt.Sprintf("connected %s: %s as %s on %s:%d, PostgreSQL %s (system identifier %s)",

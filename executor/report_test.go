@@ -135,13 +135,13 @@ steps:
 
 // A run paused for approval, resumed by another operator (a step fails),
 // fixed and resumed again; another run appends to the same log in between.
-func TestReportSessionsGolden(t *testing.T) {
+func TestReportInvocationsGolden(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "audit.log")
 	vars := []string{"token=s3cr3t-token", "marker=" + filepath.Join(dir, "marker")}
 	err := logRun(t, dir, changeRunbook, vars, Options{Operator: "alice", Ticket: "CHG-7", Version: "test"})
 	if exitcode.Of(err) != exitcode.Approval {
-		t.Fatalf("first session: exit %d (%v), want 3", exitcode.Of(err), err)
+		t.Fatalf("first invocation: exit %d (%v), want 3", exitcode.Of(err), err)
 	}
 	other := filepath.Join(dir, "other")
 	os.Mkdir(other, 0o755)
@@ -151,11 +151,11 @@ func TestReportSessionsGolden(t *testing.T) {
 	}
 	err = logRun(t, dir, "", vars, Options{Resume: true, Approve: []string{"gate"}, Operator: "bob", Ticket: "CHG-7", Version: "test"})
 	if exitcode.Of(err) != exitcode.StepFailed {
-		t.Fatalf("second session: exit %d (%v), want 1", exitcode.Of(err), err)
+		t.Fatalf("second invocation: exit %d (%v), want 1", exitcode.Of(err), err)
 	}
 	fixed := strings.Replace(changeRunbook, `exit 3`, `exit 0`, 1)
 	if err := logRun(t, dir, fixed, vars, Options{Resume: true, Operator: "alice", Ticket: "CHG-7", Version: "test"}); err != nil {
-		t.Fatalf("third session: %v", err)
+		t.Fatalf("third invocation: %v", err)
 	}
 
 	got := report(t, ReportOptions{StatePath: filepath.Join(dir, "state.json"), LogPath: log})
@@ -165,13 +165,13 @@ func TestReportSessionsGolden(t *testing.T) {
 	if strings.Contains(got, "carol") || strings.Contains(got, "echo other") {
 		t.Error("the report holds another run's events")
 	}
-	for _, want := range []string{"### Session 1: run by alice", "### Session 2: resume by bob", "### Session 3: resume by alice",
+	for _, want := range []string{"### Invocation 1: run by alice", "### Invocation 2: resume by bob", "### Invocation 3: resume by alice",
 		"approved by **bob** (`--approve gate`)", "migration failed", "chain intact"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
-	golden(t, "sessions", normalize(got, dir))
+	golden(t, "invocations", normalize(got, dir))
 
 	// From the state alone.
 	golden(t, "state-only", normalize(report(t, ReportOptions{StatePath: filepath.Join(dir, "state.json")}), dir))
