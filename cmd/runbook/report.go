@@ -20,7 +20,7 @@ func newReportCmd(s *streams) *cobra.Command {
 		Short: "Write a report of a run for the change ticket (Markdown or HTML)",
 		Long: `report tells what a run did, for a change ticket: who ran it and when, which
 runbook (path and digest) with which params (secrets masked), the ticket, the
-final status of every step, and — from the audit log — each session (the run,
+final status of every step, and — from the audit log — each invocation (the run,
 then every resume) step by step: SQL statements with rows affected, generated
 statements, commands with their exit status, assertion results, approvals and
 errors. Only the events of the state's run are used.
@@ -36,7 +36,7 @@ Without --log the report comes from the state alone.
 
 --format html writes one self-contained HTML file (no external assets: it
 works offline, and prints) with the same account plus a timeline of the run:
-steps as bars on a time axis, each session (the run, every resume) a band,
+steps as bars on a time axis, each invocation (the run, every resume) a band,
 where it paused, was interrupted or stopped, approvals, failures and retries
 marked, a lane per part of a step's parallel work; the audit chain's head on
 top. --out writes the report to a file (replaced atomically) instead of
