@@ -77,7 +77,7 @@ type Console struct {
 
 	succeeded, skipped int
 	failed             []string
-	// steps in the runbook, and done in an earlier session of the run.
+	// steps in the runbook, and done in an earlier invocation of the run.
 	steps, doneBefore int
 
 	stop chan struct{}

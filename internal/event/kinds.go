@@ -44,7 +44,7 @@ type Bound struct {
 	Attempt, Attempts int
 	Delay             time.Duration
 	// Runbook, RunID, State and Resume describe a starting run; Steps is
-	// how many steps the runbook has, Done how many an earlier session of
+	// how many steps the runbook has, Done how many an earlier invocation of
 	// the run completed.
 	Runbook, RunID, State string
 	Resume                bool
