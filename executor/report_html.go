@@ -149,6 +149,9 @@ func (r *Report) htmlView() *htmlView {
 	if tickets := r.tickets(); len(tickets) > 0 {
 		fact("Ticket", plain(strings.Join(tickets, ", ")))
 	}
+	if r.Plan != "" {
+		fact("Plan", mono(r.Plan+" (sealed plan "+r.PlanFile+")"))
+	}
 	fact("Started", plain(fmtTime(st.Started)))
 	if st.Ended != nil {
 		fact("Ended", plain(fmt.Sprintf("%s (%s after the start)", fmtTime(*st.Ended), fmtDur(st.Ended.Sub(st.Started)))))

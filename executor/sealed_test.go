@@ -176,6 +176,10 @@ func TestSealedPlanRunsOnce(t *testing.T) {
 	if code != 0 || !strings.Contains(rep, "**Plan:** `"+id+"` (sealed plan `p.plan`)") || !strings.Contains(rep, "not bound by plan") {
 		t.Errorf("report: exit %d; it does not name the plan:\n%s", code, rep)
 	}
+	code, rep = f.runbook("report", "--state", "st.json", "--log", "audit.log", "--format", "html")
+	if code != 0 || !strings.Contains(rep, id+" (sealed plan p.plan)") {
+		t.Errorf("report --format html: exit %d; it does not name the plan", code)
+	}
 
 	// Applied at most once: again with the same state, with a fresh state,
 	// and with --fresh.
