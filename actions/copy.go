@@ -29,7 +29,7 @@ type Copy struct {
 	Schema          *bool          `yaml:"schema" default:"true" doc:"Copy the schema too: pre-data (tables, types, functions …) in one transaction before the rows, post-data (indexes, constraints, triggers) after them; without owners or privileges. false: the tables must exist on the target, empty."`
 	Jobs            int            `yaml:"jobs" minimum:"1" maximum:"64" doc:"COPY streams at once (default: the CPUs, at most 8)."`
 	IndexJobs       int            `yaml:"index_jobs" minimum:"1" maximum:"64" doc:"Indexes and constraints built at once (default: jobs)."`
-	SplitLargerThan schema.Size    `yaml:"split_larger_than" default:"1GB" doc:"Tables larger than this are copied in parts, in parallel: ranges of a one-column integer primary key, else of blocks. 0: never split."`
+	SplitLargerThan schema.Size    `yaml:"split_larger_than" default:"1GB" doc:"Tables larger than this are copied in parts, in parallel: ranges of blocks (before PostgreSQL 14, of a one-column integer primary key). 0: never split."`
 	Include         []string       `yaml:"include" doc:"Copy only the tables matching one of these schema.table patterns (* and ? wildcards; a partition also matches by its partitioned table's name)."`
 	Exclude         []string       `yaml:"exclude" doc:"Leave out the tables matching one of these schema.table patterns."`
 	Verify          string         `yaml:"verify" default:"count" enum:"none,count,checksum" doc:"After the copy, compare every table on both sides: its rows (count), or its rows and a checksum of their values (checksum)."`

@@ -77,7 +77,7 @@ SELECT n.nspname, c.relname, pg_table_size(c.oid),
        coalesce((SELECT format('%I.%I', rn.nspname, r.relname)
                    FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
                   WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), ''),
-       c.relpages,
+       pg_relation_size(c.oid) / current_setting('block_size')::int8,
        (SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
          WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1 AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)),
        x.cond
@@ -119,9 +119,13 @@ func (f Filter) match(names ...string) bool {
 
 // listTables reads the source's tables in the transaction of q (the
 // exported snapshot's) and splits those larger than split into parts:
-// ranges of a one-column integer primary key when the table has one,
-// ranges of blocks (ctid) otherwise.
-func listTables(ctx context.Context, q *pgx.Conn, f Filter, split int64, jobs int) ([]*Table, error) {
+// ranges of blocks (ctid), or on a server older than 14 ranges of a
+// one-column integer primary key when the table has one.
+func listTables(ctx context.Context, q *pgx.Conn, f Filter, split int64) ([]*Table, error) {
+	var version int
+	if err := q.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return nil, fmt.Errorf("the source's version: %w", err)
+	}
 	rows, err := q.Query(ctx, tablesSQL)
 	if err != nil {
 		return nil, fmt.Errorf("listing the source's tables: %w", err)
@@ -137,12 +141,12 @@ func listTables(ctx context.Context, q *pgx.Conn, f Filter, split int64, jobs in
 	for rows.Next() {
 		var r row
 		r.t = &Table{}
-		var pages int32
+		var pages int64
 		if err := rows.Scan(&r.t.Schema, &r.t.Name, &r.t.Bytes, &r.t.Columns, &r.t.Binary, &r.parent, &pages, &r.key, &r.cond); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		r.pages = int64(pages)
+		r.pages = pages
 		if f.match(r.t.Label(), r.parent) {
 			all = append(all, r)
 		}
@@ -170,7 +174,11 @@ func listTables(ctx context.Context, q *pgx.Conn, f Filter, split int64, jobs in
 		if split > 0 && r.t.Bytes > split {
 			n = int((r.t.Bytes + split - 1) / split)
 		}
-		if n > 1 && r.key != nil {
+		// A range of blocks is read by a TID range scan (PostgreSQL 14 and
+		// later): each part reads its share of the table. A range of keys
+		// may cost a scan of the whole table per part, so it serves only
+		// older servers.
+		if n > 1 && r.key != nil && version < 140000 {
 			if err := keyParts(ctx, q, r.t, *r.key, n); err != nil {
 				return nil, err
 			}

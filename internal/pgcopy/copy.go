@@ -254,7 +254,7 @@ func (c *copier) start(ctx context.Context, lead *pgx.Conn) error {
 		return nil
 	}
 	p := &Plan{Started: time.Now().UTC(), Epoch: epoch}
-	if p.Tables, err = listTables(ctx, lead, c.Filter, c.Split, c.Jobs); err != nil {
+	if p.Tables, err = listTables(ctx, lead, c.Filter, c.Split); err != nil {
 		return err
 	}
 	p.Evidence = evidenceOf(evidence, p.Tables)
