@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -34,6 +35,77 @@ type Plan struct {
 	Steps       []PlanStep   `json:"steps"`
 	Digest      string       `json:"digest"`
 	Generated   []Generation `json:"generated,omitempty"`
+
+	// steps is Steps as json.Marshal wrote it for the digest, reused by
+	// WriteJSON while Steps is the slice it was written from (stepsOf, n).
+	steps   []byte
+	stepsOf *PlanStep
+	n       int
+}
+
+// planHead and planTail are the fields of Plan before and after Steps, in
+// its order and with its tags: the plan's JSON is written as head, steps,
+// tail, so that the steps (nearly all of it) are encoded once for the
+// digest and the output (docs/performance.md, P4).
+type planHead struct {
+	Format      int         `json:"format"`
+	Runbook     PlanRunbook `json:"runbook"`
+	Params      []PlanParam `json:"params"`
+	Connections []PlanConn  `json:"connections"`
+	Lock        string      `json:"lock,omitempty"`
+}
+
+type planTail struct {
+	Digest    string       `json:"digest"`
+	Generated []Generation `json:"generated,omitempty"`
+}
+
+// appendJSON appends p as json.Marshal writes it, with steps as the encoded
+// Steps.
+func (p *Plan) appendJSON(b, steps []byte) ([]byte, error) {
+	head, err := json.Marshal(planHead{p.Format, p.Runbook, p.Params, p.Connections, p.Lock})
+	if err != nil {
+		return nil, err
+	}
+	tail, err := json.Marshal(planTail{p.Digest, p.Generated})
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, head[:len(head)-1]...)
+	b = append(b, `,"steps":`...)
+	b = append(b, steps...)
+	b = append(b, ',')
+	return append(b, tail[1:]...), nil
+}
+
+// encodedSteps returns Steps as json.Marshal writes them: kept from the
+// digest while Steps was not replaced since.
+func (p *Plan) encodedSteps() ([]byte, error) {
+	if p.steps != nil && len(p.Steps) == p.n && (p.n == 0 || &p.Steps[0] == p.stepsOf) {
+		return p.steps, nil
+	}
+	return json.Marshal(p.Steps)
+}
+
+// WriteJSON writes the plan as --format json prints it: what a json.Encoder
+// with a two-space indent writes.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	steps, err := p.encodedSteps()
+	if err != nil {
+		return err
+	}
+	b, err := p.appendJSON(make([]byte, 0, len(steps)+4096), steps)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	out.Grow(2 * len(b))
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
+	return err
 }
 
 // PlanRunbook identifies the runbook.
@@ -147,7 +219,13 @@ func (p *Plan) digest() string {
 	for i := range c.Params {
 		c.Params[i].Source = ""
 	}
-	b, _ := json.Marshal(c)
+	// What json.Marshal(c) writes, the steps encoded once for WriteJSON too.
+	steps, _ := json.Marshal(p.Steps)
+	p.steps, p.n, p.stepsOf = steps, len(p.Steps), nil
+	if len(p.Steps) > 0 {
+		p.stepsOf = &p.Steps[0]
+	}
+	b, _ := c.appendJSON(nil, steps)
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -445,7 +445,7 @@ func (st *State) write(r *record, durable bool) error {
 
 func (st *State) writeLocked(r *record, durable bool) error {
 	st.apply(r)
-	b, err := json.Marshal(r)
+	b, err := encodeRecord(r)
 	if err != nil {
 		return err
 	}
