@@ -120,6 +120,9 @@ func (u untilNUL) Read(p []byte) (int, error) {
 // journalChunk is how much journal is preallocated at a time.
 const journalChunk = 4 << 20
 
+// zeros is what growJournal writes: never written to, shared.
+var zeros = make([]byte, 1<<20)
+
 // journalEmpty reports whether a journal holds no record (nil: there is
 // none), and rewinds it.
 func journalEmpty(j *os.File) bool {
@@ -178,7 +181,6 @@ func (s *FileStore) Create(snapshot []byte) error {
 // growJournal zero-fills the journal to at least n bytes, in whole chunks,
 // and fsyncs it, size and blocks.
 func (s *FileStore) growJournal(n int64) error {
-	zeros := make([]byte, 1<<20)
 	end := (n + journalChunk - 1) / journalChunk * journalChunk
 	for off := s.jCap; off < end; off += int64(len(zeros)) {
 		if _, err := s.journal.WriteAt(zeros[:min(int64(len(zeros)), end-off)], off); err != nil {

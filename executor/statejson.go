@@ -75,33 +75,11 @@ func appendStep(b []byte, s *StepState) ([]byte, bool) {
 		b = str(b, s.Error)
 	}
 	if len(s.Outputs) > 0 {
-		b = append(b, `,"outputs":{`...)
-		for i, k := range sortedKeys(s.Outputs) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = str(b, k)
-			b = append(b, ':')
-			switch v := s.Outputs[k].(type) {
-			case nil:
-				b = append(b, "null"...)
-			case string:
-				b = str(b, v)
-			case bool:
-				b = strconv.AppendBool(b, v)
-			case int:
-				b = strconv.AppendInt(b, int64(v), 10)
-			case int64:
-				b = strconv.AppendInt(b, v, 10)
-			case int32:
-				b = strconv.AppendInt(b, int64(v), 10)
-			case uint64:
-				b = strconv.AppendUint(b, v, 10)
-			default:
-				ok = false
-			}
+		b = append(b, `,"outputs":`...)
+		var fast bool
+		if b, fast = actions.AppendOutputs(b, s.Outputs); !fast {
+			ok = false
 		}
-		b = append(b, '}')
 	}
 	if len(s.Units) > 0 {
 		b = append(b, `,"units":{`...)
