@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -98,14 +97,64 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var out bytes.Buffer
-	out.Grow(2 * len(b))
-	if err := json.Indent(&out, b, "", "  "); err != nil {
-		return err
-	}
-	out.WriteByte('\n')
-	_, err = w.Write(out.Bytes())
+	out := append(indentJSON(make([]byte, 0, 2*len(b)), b), '\n')
+	_, err = w.Write(out)
 	return err
+}
+
+// indentJSON appends src, compact JSON as json.Marshal writes it, indented
+// by two spaces as json.Indent(dst, src, "", "  ") does: a newline after an
+// opening bracket and each comma, ": " after a key, empty objects and
+// arrays kept as {} and []. It only tells strings from the rest, where
+// json.Indent runs the full scanner: the plan's output is several MB for a
+// long runbook (docs/performance.md, P4).
+func indentJSON(dst, src []byte) []byte {
+	depth, open := 0, false
+	newline := func() {
+		dst = append(dst, '\n')
+		for range depth {
+			dst = append(dst, ' ', ' ')
+		}
+	}
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if open && c != '}' && c != ']' {
+			open = false
+			depth++
+			newline()
+		}
+		switch c {
+		case '"':
+			j := i + 1
+			for j < len(src) && src[j] != '"' {
+				if src[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			dst = append(dst, src[i:min(j+1, len(src))]...)
+			i = j
+		case '{', '[':
+			open = true
+			dst = append(dst, c)
+		case ',':
+			dst = append(dst, c)
+			newline()
+		case ':':
+			dst = append(dst, c, ' ')
+		case '}', ']':
+			if open {
+				open = false
+			} else {
+				depth--
+				newline()
+			}
+			dst = append(dst, c)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // PlanRunbook identifies the runbook.

@@ -101,3 +101,30 @@ steps:
 		t.Errorf("only %d runbooks planned", planned)
 	}
 }
+
+// TestIndentJSON: indentJSON writes what json.Indent writes for compact
+// JSON, brackets, commas, colons and escapes inside strings included.
+func TestIndentJSON(t *testing.T) {
+	for _, v := range []any{
+		map[string]any{},
+		[]any{},
+		"plain",
+		42,
+		nil,
+		map[string]any{"a": []any{}, "b": map[string]any{}, "c": []any{1, "x", nil, true, map[string]any{"d": []any{[]any{}}}}},
+		map[string]any{`k"e,y:{[`: `v\"}],:\\`, "\\": "\\\\\"", "u": "é\u2028<&>\t\n"},
+		[]any{map[string]any{"a": 1.5e-9, "b": -0.0}, []any{[]any{[]any{}}, map[string]any{}}},
+	} {
+		src, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		if err := json.Indent(&want, src, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		if got := indentJSON(nil, src); string(got) != want.String() {
+			t.Errorf("%s:\n got %s\nwant %s", src, got, want.String())
+		}
+	}
+}

@@ -423,10 +423,12 @@ func (st *State) create() error {
 // head.
 func (st *State) snapshotLocked() ([]byte, error) {
 	st.Seal = string(zeroHash)
-	b, err := json.MarshalIndent(st, "", "  ")
+	// json.MarshalIndent's bytes, indented without its second scan.
+	c, err := json.Marshal(st)
 	if err != nil {
 		return nil, err
 	}
+	b := indentJSON(make([]byte, 0, 2*len(c)), c)
 	b, h, err := seal(append(b, '\n'))
 	if err != nil {
 		return nil, err
