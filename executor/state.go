@@ -451,7 +451,7 @@ func (st *State) writeLocked(r *record, durable bool) error {
 	if err != nil {
 		return err
 	}
-	line, sum := chainRecord(st.chain, b)
+	line, sum := chainRecord(st.chain, b) // b is given up
 	if err := st.store.Append(line, durable); err != nil {
 		return err
 	}

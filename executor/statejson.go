@@ -32,7 +32,8 @@ func (s *StepState) MarshalJSON() ([]byte, error) {
 // encodeRecord encodes a journal record as json.Marshal does.
 func encodeRecord(r *record) ([]byte, error) {
 	if r.Step != nil && r.Server == nil && r.Outcome == "" && r.Ended == nil && r.Approve == nil && r.Reopen == nil {
-		b := append(make([]byte, 0, 512), `{"step":`...)
+		// Room for the chain value the journal line adds (chainRecord).
+		b := append(make([]byte, 0, 640), `{"step":`...)
 		if b, ok := appendStep(b, r.Step); ok {
 			return append(b, '}'), nil
 		}
