@@ -22,6 +22,8 @@ import (
 type stepStateJSON StepState
 
 // MarshalJSON implements json.Marshaler: the fast path, or encoding/json's.
+// An encoder with HTML escaping off still gets <, > and & escaped in a
+// record that takes encoding/json's path (no such encoder writes a state).
 func (s *StepState) MarshalJSON() ([]byte, error) {
 	if b, ok := appendStep(make([]byte, 0, 512), s); ok {
 		return b, nil
