@@ -220,7 +220,7 @@ func (r *sqlRun) inTx(ctx context.Context) error {
 			return r.fail(ctx, n, res.err)
 		}
 	}
-	data, err := json.Marshal(r.out)
+	data, err := r.out.MarshalJSON() // what json.Marshal writes, without its second pass
 	if err != nil {
 		endTx(ctx, r.pc)
 		return fmt.Errorf("outputs: %w", err)

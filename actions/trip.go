@@ -159,10 +159,32 @@ type tripResult struct {
 // transaction, if one was begun, failed). Any other error means the
 // connection is broken.
 func (t *trip) run(ctx context.Context, pc *pgconn.PgConn) tripResult {
+	if t.commit && !t.begin && len(t.stmts) == 0 && t.xid == "" && t.lead == nil && t.onCommit == nil {
+		return t.runCommit(ctx, pc)
+	}
 	if len(t.stmts) <= 1 && t.lead == nil && t.onCommit == nil {
 		return t.runBatch(ctx, pc)
 	}
 	return t.runPipeline(ctx, pc)
+}
+
+// runCommit runs a trip that only commits as psql does: one simple-protocol
+// Query message, where the extended protocol's Parse, Bind, Describe,
+// Execute and Sync made the server do five messages' work for it (a sql
+// step's COMMIT; docs/performance.md, P3).
+func (t *trip) runCommit(ctx context.Context, pc *pgconn.PgConn) (r tripResult) {
+	res, err := pc.Exec(ctx, "COMMIT").ReadAll()
+	if err == nil && (len(res) != 1 || res[0].CommandTag.String() != "COMMIT") {
+		tag := ""
+		if len(res) > 0 {
+			tag = res[0].CommandTag.String()
+		}
+		err = fmt.Errorf("COMMIT answered %q: the transaction had failed", tag)
+	}
+	if err != nil {
+		r.failed, r.err = atCommit, err
+	}
+	return r
 }
 
 // runBatch runs a trip of at most one statement as a pgconn batch: one

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -120,6 +121,10 @@ func (u untilNUL) Read(p []byte) (int, error) {
 // journalChunk is how much journal is preallocated at a time.
 const journalChunk = 4 << 20
 
+// zeros is what growJournal writes: never written to, shared, allocated by
+// the first run that needs it (not by every command at start).
+var zeros = sync.OnceValue(func() []byte { return make([]byte, 1<<20) })
+
 // journalEmpty reports whether a journal holds no record (nil: there is
 // none), and rewinds it.
 func journalEmpty(j *os.File) bool {
@@ -178,8 +183,8 @@ func (s *FileStore) Create(snapshot []byte) error {
 // growJournal zero-fills the journal to at least n bytes, in whole chunks,
 // and fsyncs it, size and blocks.
 func (s *FileStore) growJournal(n int64) error {
-	zeros := make([]byte, 1<<20)
 	end := (n + journalChunk - 1) / journalChunk * journalChunk
+	zeros := zeros()
 	for off := s.jCap; off < end; off += int64(len(zeros)) {
 		if _, err := s.journal.WriteAt(zeros[:min(int64(len(zeros)), end-off)], off); err != nil {
 			return fmt.Errorf("state journal: %w", err)

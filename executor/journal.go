@@ -86,7 +86,7 @@ func (r *runner) maskOutputs(out actions.Outputs) actions.Outputs {
 	if out == nil {
 		return nil
 	}
-	b, err := json.Marshal(out)
+	b, err := out.MarshalJSON() // what json.Marshal writes, without its second pass
 	if err != nil {
 		return out
 	}

@@ -34,6 +34,127 @@ type Plan struct {
 	Steps       []PlanStep   `json:"steps"`
 	Digest      string       `json:"digest"`
 	Generated   []Generation `json:"generated,omitempty"`
+
+	// steps is Steps as json.Marshal wrote it for the digest, reused by
+	// WriteJSON while Steps is the slice it was written from (stepsOf, n).
+	steps   []byte
+	stepsOf *PlanStep
+	n       int
+}
+
+// planHead and planTail are the fields of Plan before and after Steps, in
+// its order and with its tags: the plan's JSON is written as head, steps,
+// tail, so that the steps (nearly all of it) are encoded once for the
+// digest and the output (docs/performance.md, P4).
+type planHead struct {
+	Format      int         `json:"format"`
+	Runbook     PlanRunbook `json:"runbook"`
+	Params      []PlanParam `json:"params"`
+	Connections []PlanConn  `json:"connections"`
+	Lock        string      `json:"lock,omitempty"`
+}
+
+type planTail struct {
+	Digest    string       `json:"digest"`
+	Generated []Generation `json:"generated,omitempty"`
+}
+
+// appendJSON appends p as json.Marshal writes it, with steps as the encoded
+// Steps.
+func (p *Plan) appendJSON(b, steps []byte) ([]byte, error) {
+	head, err := json.Marshal(planHead{p.Format, p.Runbook, p.Params, p.Connections, p.Lock})
+	if err != nil {
+		return nil, err
+	}
+	tail, err := json.Marshal(planTail{p.Digest, p.Generated})
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, head[:len(head)-1]...)
+	b = append(b, `,"steps":`...)
+	b = append(b, steps...)
+	b = append(b, ',')
+	return append(b, tail[1:]...), nil
+}
+
+// encodedSteps returns Steps as json.Marshal writes them: kept from the
+// digest while Steps was not replaced since.
+func (p *Plan) encodedSteps() ([]byte, error) {
+	if p.steps != nil && len(p.Steps) == p.n && (p.n == 0 || &p.Steps[0] == p.stepsOf) {
+		return p.steps, nil
+	}
+	return json.Marshal(p.Steps)
+}
+
+// WriteJSON writes the plan as --format json prints it: what a json.Encoder
+// with a two-space indent writes.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	steps, err := p.encodedSteps()
+	if err != nil {
+		return err
+	}
+	b, err := p.appendJSON(make([]byte, 0, len(steps)+4096), steps)
+	if err != nil {
+		return err
+	}
+	out := append(indentJSON(make([]byte, 0, 2*len(b)), b), '\n')
+	_, err = w.Write(out)
+	return err
+}
+
+// indentJSON appends src, compact JSON as json.Marshal writes it, indented
+// by two spaces as json.Indent(dst, src, "", "  ") does: a newline after an
+// opening bracket and each comma, ": " after a key, empty objects and
+// arrays kept as {} and []. It only tells strings from the rest, where
+// json.Indent runs the full scanner: the plan's output is several MB for a
+// long runbook (docs/performance.md, P4).
+func indentJSON(dst, src []byte) []byte {
+	depth, open := 0, false
+	newline := func() {
+		dst = append(dst, '\n')
+		for range depth {
+			dst = append(dst, ' ', ' ')
+		}
+	}
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if open && c != '}' && c != ']' {
+			open = false
+			depth++
+			newline()
+		}
+		switch c {
+		case '"':
+			j := i + 1
+			for j < len(src) && src[j] != '"' {
+				if src[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			dst = append(dst, src[i:min(j+1, len(src))]...)
+			i = j
+		case '{', '[':
+			open = true
+			dst = append(dst, c)
+		case ',':
+			dst = append(dst, c)
+			newline()
+		case ':':
+			dst = append(dst, c, ' ')
+		case '}', ']':
+			if open {
+				open = false
+			} else {
+				depth--
+				newline()
+			}
+			dst = append(dst, c)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // PlanRunbook identifies the runbook.
@@ -151,7 +272,13 @@ func (p *Plan) digest() string {
 	for i := range c.Params {
 		c.Params[i].Source = ""
 	}
-	b, _ := json.Marshal(c)
+	// What json.Marshal(c) writes, the steps encoded once for WriteJSON too.
+	steps, _ := json.Marshal(p.Steps)
+	p.steps, p.n, p.stepsOf = steps, len(p.Steps), nil
+	if len(p.Steps) > 0 {
+		p.stepsOf = &p.Steps[0]
+	}
+	b, _ := c.appendJSON(nil, steps)
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -62,12 +62,14 @@ func chainRecord(prev string, rec []byte) ([]byte, string) {
 	h := sha256.New()
 	h.Write([]byte(prev))
 	h.Write(rec)
-	sum := hex.EncodeToString(h.Sum(nil))
-	line := make([]byte, 0, len(rec)+len(chainKey)+66)
-	line = append(line, rec[:len(rec)-1]...)
-	line = append(line, chainKey...)
-	line = append(line, sum...)
-	return append(line, '"', '}'), sum
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	// The line is built in rec's own array when it has room (encodeRecord
+	// leaves some): the caller gives rec up.
+	line := append(rec[:len(rec)-1], chainKey...)
+	line = hex.AppendEncode(line, sum[:])
+	hexSum := string(line[len(line)-2*sha256.Size:])
+	return append(line, '"', '}'), hexSum
 }
 
 // unchain splits a journal line into the record and its chain value, and

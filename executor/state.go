@@ -432,10 +432,12 @@ func (st *State) create() error {
 // head.
 func (st *State) snapshotLocked() ([]byte, error) {
 	st.Seal = string(zeroHash)
-	b, err := json.MarshalIndent(st, "", "  ")
+	// json.MarshalIndent's bytes, indented without its second scan.
+	c, err := json.Marshal(st)
 	if err != nil {
 		return nil, err
 	}
+	b := indentJSON(make([]byte, 0, 2*len(c)), c)
 	b, h, err := seal(append(b, '\n'))
 	if err != nil {
 		return nil, err
@@ -454,11 +456,11 @@ func (st *State) write(r *record, durable bool) error {
 
 func (st *State) writeLocked(r *record, durable bool) error {
 	st.apply(r)
-	b, err := json.Marshal(r)
+	b, err := encodeRecord(r)
 	if err != nil {
 		return err
 	}
-	line, sum := chainRecord(st.chain, b)
+	line, sum := chainRecord(st.chain, b) // b is given up
 	if err := st.store.Append(line, durable); err != nil {
 		return err
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-
 	"github.com/spf13/cobra"
 
 	"github.com/runbookhq/runbook/executor"
@@ -70,9 +68,7 @@ errors.`,
 				}
 			}
 			if format == "json" {
-				enc := json.NewEncoder(s.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(p)
+				return p.WriteJSON(s.out)
 			}
 			p.WriteText(s.out)
 			return nil

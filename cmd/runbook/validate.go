@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -61,13 +63,18 @@ func warnings(s *streams, rb *schema.Runbook, strict bool) error {
 	if strict {
 		return rb.Warnings
 	}
+	// One write for them all: a long runbook can have thousands, and a
+	// write each cost P4's validate and plan a system call per step.
 	tty := isTerminal(s.err)
+	var b strings.Builder
 	for _, w := range rb.Warnings {
-		fmt.Fprintln(s.err, w.Warning())
+		b.WriteString(w.Warning())
+		b.WriteByte('\n')
 		if tty {
-			fmt.Fprint(s.err, w.Snippet())
+			b.WriteString(w.Snippet())
 		}
 	}
+	io.WriteString(s.err, b.String())
 	return nil
 }
 
