@@ -187,11 +187,13 @@ func TestReportHTMLInBrowser(t *testing.T) {
 		t.Fatalf("screenshot: %v", err)
 	}
 	// The legend's swatches and the status words have a few hundred pixels
-	// of these colours; the bars thousands.
+	// of these colours; the bars more than a thousand (the failed one's
+	// width is its share of the run's time, which varies with the machine's
+	// load: 1,350 to 2,500 pixels seen).
 	counts := colourCounts(img, map[string][3]uint8{"ok": {0x2f, 0x9e, 0x5b}, "failed": {0xd6, 0x45, 0x45}})
 	t.Logf("screenshot %v: pixels of the bars' colours %v", img.Bounds().Size(), counts)
 	for name, n := range counts {
-		if n < 1500 {
+		if n < 1000 {
 			t.Errorf("the screenshot has %d pixels of the %s bars' colour: the timeline is not drawn", n, name)
 		}
 	}
