@@ -321,3 +321,25 @@ func TestCopySourceKilledMidCopy(t *testing.T) {
 		t.Errorf("%s rows of the broken COPY committed on the target", n)
 	}
 }
+
+// TestCopyTargetFailureNamed: with schema: false, a row the target refuses
+// (a duplicate key) fails the step with the target's error (SQLSTATE
+// 23505), not the read it stopped; nothing of the part commits.
+func TestCopyTargetFailureNamed(t *testing.T) {
+	src, tgt := newDB(t), newDB(t)
+	src.exec(t, "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50000) g")
+	tgt.exec(t, "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (40000, 'already here')")
+	dir := copyRunbook(t, "      schema: false\n      jobs: 1\n")
+	code, out := copyRun(t, dir, src, tgt, nil, nil, "run", "copy.yaml", "--state", "st.json", "--yes")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, testbin.Tail(out, 3000))
+	}
+	for _, want := range []string{"copying public.items (part public.items): writing into the target", "23505"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the failure does not say %q:\n%s", want, testbin.Tail(out, 3000))
+		}
+	}
+	if n := tgt.value(t, "SELECT count(*) FROM items"); n != "1" {
+		t.Errorf("%s rows on the target, want the 1 it had", n)
+	}
+}

@@ -392,6 +392,9 @@ func sqlErr(err error, label, sql string) error {
 	return err
 }
 
+// errTargetEnded stops a part's read when the target's COPY has ended.
+var errTargetEnded = errors.New("the target's COPY ended")
+
 // job is one part of a table to copy.
 type job struct {
 	t *Table
@@ -614,14 +617,16 @@ func (w *worker) copyPart(ctx context.Context, j job) (rows, bytes int64, err er
 		readErr <- err
 	}()
 	tag, werr := w.tgt.PgConn().CopyFrom(ctx, pr, in)
-	pr.CloseWithError(errors.New("the target's COPY ended"))
+	pr.CloseWithError(errTargetEnded)
 	rerr := <-readErr
-	if rerr != nil {
+	switch {
+	case werr != nil && (rerr == nil || errors.Is(rerr, errTargetEnded)):
+		// The target failed first (a duplicate key, a missing table …):
+		// the read stopped because of it.
+		return fail(fmt.Errorf("writing into the target: %w", sqlErr(werr, "COPY", in)))
+	case rerr != nil:
 		w.tgt.Exec(context.Background(), "ROLLBACK")
 		return fail(rerr)
-	}
-	if werr != nil {
-		return fail(fmt.Errorf("writing into the target: %w", sqlErr(werr, "COPY", in)))
 	}
 	rows = tag.RowsAffected()
 	data, _ := json.Marshal(partData{Rows: rows, Bytes: cnt.n})
