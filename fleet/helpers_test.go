@@ -28,6 +28,7 @@ params:
   url: {secret: true}
   customer: {pattern: '[a-z0-9_-]+'}
   fail: {default: "no", enum: ["yes", "no"]}
+  fail_after: {default: "0", pattern: '[0-9.]+'}
   confirm: {default: "no", enum: ["yes", "no"]}
 connections:
   db: ${{ params.url }}
@@ -38,6 +39,8 @@ steps:
       script: INSERT INTO spans (customer, t0) VALUES (${{ literal(params.customer) }}, clock_timestamp())
   - id: check
     assert:
+      on: db
+      query: SELECT pg_sleep(${{ params.fail_after }}) IS NULL AS waited
       that: params.fail == "no"
       message: this customer is made to fail
 `)

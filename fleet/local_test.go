@@ -73,16 +73,21 @@ func TestLocalFleetConcurrency(t *testing.T) {
 // to 2): once the third has failed no new run starts, the runs in flight
 // finish, and the customers not started are "skipped"; the fleet exits 1.
 // Customers start in the order of their names, four at a time: the three
-// failing ones (which fail at once) and b01 (slow). The first two failures
-// free slots for b02 and b03 (2 errors do not exceed 2); the third stops the
-// fleet: b01–b03 finish, and succeed; b04 and b05 never start.
+// failing ones and b01 (slow: about 1.8 s). a01 and a02 fail at once, which
+// frees slots for b02 and b03 (2 errors do not exceed 2); a03 fails 1 s
+// later (b02 and b03 run by then, and none of b01–b03 has finished), which
+// stops the fleet: b01–b03 finish, and succeed; b04 and b05 never start.
 func TestLocalFleetMaxErrors(t *testing.T) {
 	for _, maxErrs := range []string{"2", "25%"} {
 		t.Run(strings.ReplaceAll(maxErrs, "%", "pct"), func(t *testing.T) {
-			f := newFixture(t, 3, "0.3")
+			f := newFixture(t, 3, "0.6")
 			var files []string
 			for _, c := range names("a", 3) {
-				files = append(files, f.customer(t, c, `fail: "yes"`))
+				after := "0"
+				if c == "a03" {
+					after = "1"
+				}
+				files = append(files, f.customer(t, c, `fail: "yes"`, `fail_after: "`+after+`"`))
 			}
 			for _, c := range names("b", 5) {
 				files = append(files, f.customer(t, c))
