@@ -9,6 +9,7 @@
 package pgcopy
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -607,7 +608,14 @@ func (w *worker) copyPart(ctx context.Context, j job) (rows, bytes int64, err er
 	cnt := &counter{w: pw, total: &c.bytes}
 	readErr := make(chan error, 1)
 	go func() {
-		_, err := w.src.PgConn().CopyTo(ctx, cnt, out)
+		// The server sends a row per message, and pgconn writes each: a
+		// buffer makes them large writes into the pipe, which costs a
+		// handoff between goroutines per write.
+		bw := bufio.NewWriterSize(cnt, 256<<10)
+		_, err := w.src.PgConn().CopyTo(ctx, bw, out)
+		if err == nil {
+			err = bw.Flush()
+		}
 		if err != nil {
 			err = fmt.Errorf("reading from the source: %w", err)
 			pw.CloseWithError(err)
