@@ -76,6 +76,24 @@ func (c *cluster) value(db, sql string) (string, error) {
 // pay for the checkpoint of the run before it.
 func (c *cluster) checkpoint() error { return c.exec("postgres", "CHECKPOINT") }
 
+// freshCopy returns what runs before each copy from src into dst: database
+// db dropped and created empty on dst, then a checkpoint on both clusters,
+// so that no run pays for the one before.
+func freshCopy(src, dst *cluster, db string) func() error {
+	return func() error {
+		if err := dst.exec("postgres", fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", db)); err != nil {
+			return err
+		}
+		if err := dst.exec("postgres", "CREATE DATABASE "+db); err != nil {
+			return err
+		}
+		if err := src.checkpoint(); err != nil {
+			return err
+		}
+		return dst.checkpoint()
+	}
+}
+
 // version is the server's version string.
 func (c *cluster) version() string {
 	v, _ := c.value("postgres", "SHOW server_version")

@@ -220,18 +220,7 @@ steps:
 		src.Port, dst.Port)
 	// The same binaries for both: PostgreSQL's own, first on PATH.
 	env := []string{"PATH=" + h.a.BinDir + ":" + os.Getenv("PATH"), "BENCH_SRC=" + src.URL("p2"), "BENCH_TGT=" + dst.URL("p2")}
-	fresh := func() error {
-		if err := dst.exec("postgres", "DROP DATABASE IF EXISTS p2 WITH (FORCE)"); err != nil {
-			return err
-		}
-		if err := dst.exec("postgres", "CREATE DATABASE p2"); err != nil {
-			return err
-		}
-		if err := src.checkpoint(); err != nil {
-			return err
-		}
-		return dst.checkpoint()
-	}
+	fresh := freshCopy(src, dst, "p2")
 	check := func() error {
 		n, err := dst.value("p2", "SELECT count(*) FROM big")
 		if err != nil {

@@ -181,18 +181,7 @@ func (h *harness) p6(mb int, split string, resumeRounds int) error {
 		return err
 	}
 	env := []string{"PATH=" + h.a.BinDir + ":" + os.Getenv("PATH"), "BENCH_SRC=" + src.URL("p6"), "BENCH_TGT=" + dst.URL("p6")}
-	fresh := func() error {
-		if err := dst.exec("postgres", "DROP DATABASE IF EXISTS p6 WITH (FORCE)"); err != nil {
-			return err
-		}
-		if err := dst.exec("postgres", "CREATE DATABASE p6"); err != nil {
-			return err
-		}
-		if err := src.checkpoint(); err != nil {
-			return err
-		}
-		return dst.checkpoint()
-	}
+	fresh := freshCopy(src, dst, "p6")
 	wantIdx, _ := strconv.Atoi(indexes)
 	check := func() error { return p6Check(dst, tables, wantIdx) }
 

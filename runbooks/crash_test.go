@@ -136,155 +136,112 @@ func TestHerokuKilledAtEveryStepBoundary(t *testing.T) {
 	}
 }
 
-// TestHerokuKilledDuringRestore kills runbook and its pipe (SIGKILL to the
-// process group) while pg_restore is in the middle of its COPY: the
-// single-transaction restore leaves nothing in the target, and resume runs
-// the idempotent restore again and completes the migration.
-func TestHerokuKilledDuringRestore(t *testing.T) {
-	src, tgt := clusters(t)
-	before := setPgaudit(t, tgt, "all")
-	m := newMigration(t, src, tgt, readFixture(t, "hostile.sql"),
-		`CREATE TABLE public.big AS SELECT g AS i, md5(g::text) AS t FROM generate_series(1, 300000) g`)
-	m.method = "pipe"
-	dir := t.TempDir()
-	args := []string{builtin, "--yes", "--state", "st.json", "--log-format", "json"}
-	off := logOffset(t, tgt)
-
-	watch := tgt.Connect(t, m.tgtName)
-	if _, err := watch.Exec(context.Background(), "SET pgaudit.log = 'none'"); err != nil { // its polling query mentions COPY
-		t.Fatal(err)
-	}
-	sawCopy := false
-	kill := func(pgid int, done <-chan struct{}) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			default:
-			}
-			var n int
-			err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND state = 'active' AND query LIKE 'COPY %'
-				  AND application_name LIKE 'runbook/%'`).Scan(&n)
-			if err == nil && n > 0 {
-				sawCopy = true
-				syscall.Kill(-pgid, syscall.SIGKILL)
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-	code, out := m.binRun(t, dir, nil, kill, append([]string{"run"}, args...)...)
-	if !sawCopy || code != -1 {
-		t.Fatalf("the restore's COPY was not caught and killed (saw COPY: %v, exit %d):\n%s", sawCopy, code, tail(out, 3000))
-	}
-	if !strings.Contains(out, `"step":"restore"`) || strings.Contains(out, `"restore succeeded"`) {
-		t.Fatalf("not killed inside the restore step:\n%s", tail(out, 3000))
-	}
-
-	// The server ends the dead pg_restore's session and rolls it back.
-	deadline := time.Now().Add(30 * time.Second)
-	for tgt.QueryValue(t, m.tgtName, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-		AND application_name LIKE 'runbook/%'`) != "0" {
-		if time.Now().After(deadline) {
-			t.Fatal("the killed restore's session is still there after 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := tgt.QueryValue(t, m.tgtName, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema' AND c.relkind IN ('r', 'p', 'S', 'v', 'm')`); n != "0" {
-		t.Errorf("the killed restore left %s relations in the target", n)
-	}
-
-	code, out = m.binRun(t, dir, nil, nil, append([]string{"resume"}, args...)...)
-	if code != 0 {
-		t.Fatalf("resume: exit %d\n%s", code, tail(out, 4000))
-	}
-	if !strings.Contains(out, `"event":"step.end","step":"restore"`) && !strings.Contains(out, `"step":"restore","status":"succeeded"`) {
-		t.Errorf("resume did not run the restore again:\n%s", tail(out, 3000))
-	}
-	checkOwners(t, tgt, m.tgtName, "application")
-	m.checkCopied(t)
-	if got := pgauditSetting(t, tgt); !equalStrings(got, before) {
-		t.Errorf("postgres role settings: %q, want %q", got, before)
-	}
-	checkPgauditQuiet(t, logSince(t, tgt, off))
-}
-
-// TestHerokuKilledDuringCopy kills runbook (SIGKILL) while the copy step
-// streams rows into the target: resume copies the parts not committed, in
-// a new snapshot, and completes the migration with every row once.
+// TestHerokuKilledDuringCopy kills runbook (SIGKILL to its process group)
+// while the data step's COPY streams rows into the target, with each method,
+// then resumes:
+//   - pipe: the single-transaction restore leaves nothing in the target, and
+//     resume runs the idempotent restore again;
+//   - copy: resume copies the parts not committed, in a new snapshot.
+//
+// Either way the migration completes with every row once.
 func TestHerokuKilledDuringCopy(t *testing.T) {
 	src, tgt := clusters(t)
-	before := setPgaudit(t, tgt, "all")
-	m := newMigration(t, src, tgt, readFixture(t, "hostile.sql"),
-		`CREATE TABLE public.big AS SELECT g AS i, md5(g::text) AS t FROM generate_series(1, 300000) g`)
-	dir := t.TempDir()
-	args := []string{builtin, "--yes", "--state", "st.json", "--log-format", "json"}
-	off := logOffset(t, tgt)
+	cases := []struct {
+		method, step string
+		// killed checks the target after the kill; resumed the resume's output.
+		killed  func(t *testing.T, m *migration)
+		resumed func(t *testing.T, out string)
+	}{
+		{method: "pipe", step: "restore",
+			killed: func(t *testing.T, m *migration) {
+				if n := tgt.QueryValue(t, m.tgtName, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+					WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema' AND c.relkind IN ('r', 'p', 'S', 'v', 'm')`); n != "0" {
+					t.Errorf("the killed restore left %s relations in the target", n)
+				}
+			},
+			resumed: func(t *testing.T, out string) {
+				if !strings.Contains(out, `"event":"step.end","step":"restore"`) && !strings.Contains(out, `"step":"restore","status":"succeeded"`) {
+					t.Errorf("resume did not run the restore again:\n%s", tail(out, 3000))
+				}
+			}},
+		{method: "copy", step: "copy",
+			killed: func(*testing.T, *migration) {},
+			resumed: func(t *testing.T, out string) {
+				// The schema committed before the first COPY began: resume
+				// goes on with the rows.
+				if strings.Contains(out, `"phase":"schema"`) || !strings.Contains(out, `"phase":"data"`) || !strings.Contains(out, `"step":"copy","status":"succeeded"`) {
+					t.Errorf("resume did not go on with the copy's rows:\n%s", tail(out, 3000))
+				}
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.method, func(t *testing.T) {
+			before := setPgaudit(t, tgt, "all")
+			m := newMigration(t, src, tgt, readFixture(t, "hostile.sql"),
+				`CREATE TABLE public.big AS SELECT g AS i, md5(g::text) AS t FROM generate_series(1, 300000) g`)
+			m.method = c.method
+			dir := t.TempDir()
+			args := []string{builtin, "--yes", "--state", "st.json", "--log-format", "json"}
+			off := logOffset(t, tgt)
 
-	watch := tgt.Connect(t, m.tgtName)
-	if _, err := watch.Exec(context.Background(), "SET pgaudit.log = 'none'"); err != nil { // its polling query mentions COPY
-		t.Fatal(err)
-	}
-	sawCopy := false
-	kill := func(pgid int, done <-chan struct{}) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			default:
+			watch := tgt.Connect(t, m.tgtName)
+			if _, err := watch.Exec(context.Background(), "SET pgaudit.log = 'none'"); err != nil { // its polling query mentions COPY
+				t.Fatal(err)
 			}
-			var n int
-			err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND state = 'active' AND query LIKE 'COPY %'
-				  AND application_name LIKE 'runbook/%'`).Scan(&n)
-			if err == nil && n > 0 {
-				sawCopy = true
-				syscall.Kill(-pgid, syscall.SIGKILL)
-				return
+			sawCopy := false
+			kill := func(pgid int, done <-chan struct{}) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				for {
+					select {
+					case <-done:
+						return
+					case <-ctx.Done():
+						return
+					default:
+					}
+					var n int
+					err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+						WHERE datname = current_database() AND state = 'active' AND query LIKE 'COPY %'
+						  AND application_name LIKE 'runbook/%'`).Scan(&n)
+					if err == nil && n > 0 {
+						sawCopy = true
+						syscall.Kill(-pgid, syscall.SIGKILL)
+						return
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
 			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-	code, out := m.binRun(t, dir, nil, kill, append([]string{"run"}, args...)...)
-	if !sawCopy || code != -1 {
-		t.Fatalf("the copy's COPY was not caught and killed (saw COPY: %v, exit %d):\n%s", sawCopy, code, tail(out, 3000))
-	}
-	if !strings.Contains(out, `"step":"copy"`) || strings.Contains(out, `"copy succeeded"`) {
-		t.Fatalf("not killed inside the copy step:\n%s", tail(out, 3000))
-	}
+			code, out := m.binRun(t, dir, nil, kill, append([]string{"run"}, args...)...)
+			if !sawCopy || code != -1 {
+				t.Fatalf("the %s's COPY was not caught and killed (saw COPY: %v, exit %d):\n%s", c.step, sawCopy, code, tail(out, 3000))
+			}
+			if !strings.Contains(out, `"step":"`+c.step+`"`) || strings.Contains(out, `"`+c.step+` succeeded"`) {
+				t.Fatalf("not killed inside the %s step:\n%s", c.step, tail(out, 3000))
+			}
 
-	// The server ends the dead copy's sessions and rolls them back.
-	deadline := time.Now().Add(30 * time.Second)
-	for tgt.QueryValue(t, m.tgtName, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-		AND application_name LIKE 'runbook/%'`) != "0" {
-		if time.Now().After(deadline) {
-			t.Fatal("the killed copy's sessions are still there after 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
+			// The server ends the dead run's sessions and rolls them back.
+			deadline := time.Now().Add(30 * time.Second)
+			for tgt.QueryValue(t, m.tgtName, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+				AND application_name LIKE 'runbook/%'`) != "0" {
+				if time.Now().After(deadline) {
+					t.Fatalf("the killed %s's sessions are still there after 30s", c.step)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			c.killed(t, m)
+
+			code, out = m.binRun(t, dir, nil, nil, append([]string{"resume"}, args...)...)
+			if code != 0 {
+				t.Fatalf("resume: exit %d\n%s", code, tail(out, 4000))
+			}
+			c.resumed(t, out)
+			checkOwners(t, tgt, m.tgtName, "application")
+			m.checkCopied(t)
+			if got := pgauditSetting(t, tgt); !equalStrings(got, before) {
+				t.Errorf("postgres role settings: %q, want %q", got, before)
+			}
+			checkPgauditQuiet(t, logSince(t, tgt, off))
+		})
 	}
-	code, out = m.binRun(t, dir, nil, nil, append([]string{"resume"}, args...)...)
-	if code != 0 {
-		t.Fatalf("resume: exit %d\n%s", code, tail(out, 4000))
-	}
-	// The schema committed before the first COPY began: resume goes on with
-	// the rows.
-	if strings.Contains(out, `"phase":"schema"`) || !strings.Contains(out, `"phase":"data"`) || !strings.Contains(out, `"step":"copy","status":"succeeded"`) {
-		t.Errorf("resume did not go on with the copy's rows:\n%s", tail(out, 3000))
-	}
-	checkOwners(t, tgt, m.tgtName, "application")
-	m.checkCopied(t)
-	if got := pgauditSetting(t, tgt); !equalStrings(got, before) {
-		t.Errorf("postgres role settings: %q, want %q", got, before)
-	}
-	checkPgauditQuiet(t, logSince(t, tgt, off))
 }
