@@ -393,6 +393,19 @@ func sqlErr(err error, label, sql string) error {
 	return err
 }
 
+// feed sends todo's items into ch, one worker at a time, until they are all
+// sent or ctx is done (a worker failed); then it closes ch.
+func feed[T any](ctx context.Context, ch chan<- T, todo []T) {
+	defer close(ch)
+	for _, x := range todo {
+		select {
+		case ch <- x:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // errTargetEnded stops a part's read when the target's COPY has ended.
 var errTargetEnded = errors.New("the target's COPY ended")
 
@@ -501,17 +514,7 @@ func (c *copier) data(ctx context.Context, lead *pgx.Conn, res *Result) error {
 		close(items)
 		return nil
 	})
-	g.Go(func() error {
-		defer close(jobs)
-		for _, j := range todo {
-			select {
-			case jobs <- j:
-			case <-gctx.Done():
-				return nil
-			}
-		}
-		return nil
-	})
+	g.Go(func() error { feed(gctx, jobs, todo); return nil })
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -762,17 +765,7 @@ func (c *copier) postData(ctx context.Context) error {
 	for range min(c.IndexJobs, max(len(par), 1)) {
 		g.Go(func() error { return c.postWorker(gctx, items) })
 	}
-	g.Go(func() error {
-		defer close(items)
-		for _, i := range par {
-			select {
-			case items <- i:
-			case <-gctx.Done():
-				return nil
-			}
-		}
-		return nil
-	})
+	g.Go(func() error { feed(gctx, items, par); return nil })
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -76,17 +76,11 @@ func (c *copier) verify(ctx context.Context) ([]Check, error) {
 			return nil
 		})
 	}
-	g.Go(func() error {
-		defer close(next)
-		for i := range checks {
-			select {
-			case next <- i:
-			case <-gctx.Done():
-				return nil
-			}
-		}
-		return nil
-	})
+	tables := make([]int, len(checks))
+	for i := range tables {
+		tables[i] = i
+	}
+	g.Go(func() error { feed(gctx, next, tables); return nil })
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
