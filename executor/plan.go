@@ -59,23 +59,25 @@ type planTail struct {
 	Generated []Generation `json:"generated,omitempty"`
 }
 
-// appendJSON appends p as json.Marshal writes it, with steps as the encoded
-// Steps.
-func (p *Plan) appendJSON(b, steps []byte) ([]byte, error) {
+// pieces returns p as json.Marshal writes it, in pieces: its fields before
+// the steps, the steps (the encoded Steps), and the fields after them.
+func (p *Plan) pieces(steps []byte) ([3][]byte, error) {
 	head, err := json.Marshal(planHead{p.Format, p.Runbook, p.Params, p.Connections, p.Lock})
 	if err != nil {
-		return nil, err
+		return [3][]byte{}, err
 	}
 	tail, err := json.Marshal(planTail{p.Digest, p.Generated})
 	if err != nil {
-		return nil, err
+		return [3][]byte{}, err
 	}
-	b = append(b, head[:len(head)-1]...)
-	b = append(b, `,"steps":`...)
-	b = append(b, steps...)
-	b = append(b, ',')
-	return append(b, tail[1:]...), nil
+	head = append(head[:len(head)-1], `,"steps":`...)
+	tail[0] = ','
+	return [3][]byte{head, steps, tail}, nil
 }
+
+// stepBytes is room for a step's JSON in the plan's first buffer: most steps
+// take less, and the pages of the buffer not written are never touched.
+const stepBytes = 512
 
 // encodedSteps returns Steps as json.Marshal writes them: kept from the
 // digest while Steps was not replaced since.
@@ -83,7 +85,7 @@ func (p *Plan) encodedSteps() ([]byte, error) {
 	if p.steps != nil && len(p.Steps) == p.n && (p.n == 0 || &p.Steps[0] == p.stepsOf) {
 		return p.steps, nil
 	}
-	return json.Marshal(p.Steps)
+	return appendSteps(make([]byte, 0, stepBytes*len(p.Steps)), p.Steps)
 }
 
 // WriteJSON writes the plan as --format json prints it: what a json.Encoder
@@ -93,68 +95,17 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := p.appendJSON(make([]byte, 0, len(steps)+4096), steps)
+	pieces, err := p.pieces(steps)
 	if err != nil {
 		return err
 	}
-	out := append(indentJSON(make([]byte, 0, 2*len(b)), b), '\n')
-	_, err = w.Write(out)
-	return err
-}
-
-// indentJSON appends src, compact JSON as json.Marshal writes it, indented
-// by two spaces as json.Indent(dst, src, "", "  ") does: a newline after an
-// opening bracket and each comma, ": " after a key, empty objects and
-// arrays kept as {} and []. It only tells strings from the rest, where
-// json.Indent runs the full scanner: the plan's output is several MB for a
-// long runbook (docs/performance.md, P4).
-func indentJSON(dst, src []byte) []byte {
-	depth, open := 0, false
-	newline := func() {
-		dst = append(dst, '\n')
-		for range depth {
-			dst = append(dst, ' ', ' ')
-		}
+	in := indenter{w: w, dst: make([]byte, 0, 80<<10)}
+	for _, b := range pieces {
+		in.write(b)
 	}
-	for i := 0; i < len(src); i++ {
-		c := src[i]
-		if open && c != '}' && c != ']' {
-			open = false
-			depth++
-			newline()
-		}
-		switch c {
-		case '"':
-			j := i + 1
-			for j < len(src) && src[j] != '"' {
-				if src[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			dst = append(dst, src[i:min(j+1, len(src))]...)
-			i = j
-		case '{', '[':
-			open = true
-			dst = append(dst, c)
-		case ',':
-			dst = append(dst, c)
-			newline()
-		case ':':
-			dst = append(dst, c, ' ')
-		case '}', ']':
-			if open {
-				open = false
-			} else {
-				depth--
-				newline()
-			}
-			dst = append(dst, c)
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return dst
+	in.dst = append(in.dst, '\n')
+	in.flush()
+	return in.err
 }
 
 // PlanRunbook identifies the runbook.
@@ -227,7 +178,7 @@ func NewPlan(rb *schema.Runbook, vals schema.Values) (*Plan, error) {
 	}
 	p := &Plan{Format: PlanFormat,
 		Runbook: PlanRunbook{Name: rb.Name, File: rb.File, Digest: "sha256:" + rb.Digest, Description: strings.TrimSpace(rb.Description)},
-		Params:  []PlanParam{}, Connections: conns}
+		Params:  []PlanParam{}, Connections: conns, Steps: make([]PlanStep, 0, len(rb.Steps))}
 	for _, v := range vals {
 		p.Params = append(p.Params, PlanParam{Name: v.Name, Value: red.String(v.Display()), Secret: v.Secret, Source: v.Source})
 	}
@@ -273,13 +224,17 @@ func (p *Plan) digest() string {
 		c.Params[i].Source = ""
 	}
 	// What json.Marshal(c) writes, the steps encoded once for WriteJSON too.
-	steps, _ := json.Marshal(p.Steps)
+	steps, _ := appendSteps(make([]byte, 0, stepBytes*len(p.Steps)), p.Steps)
 	p.steps, p.n, p.stepsOf = steps, len(p.Steps), nil
 	if len(p.Steps) > 0 {
 		p.stepsOf = &p.Steps[0]
 	}
-	b, _ := c.appendJSON(nil, steps)
-	sum := sha256.Sum256(b)
+	pieces, _ := c.pieces(steps)
+	h := sha256.New()
+	for _, b := range pieces {
+		h.Write(b)
+	}
+	sum := h.Sum(nil)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
@@ -347,10 +302,20 @@ var (
 	exprsType    = reflect.TypeOf(schema.Exprs{})
 )
 
+// ptrTo returns a pointer to v's value of type T: v's own address when it has
+// one (no copy to the heap), else a copy's.
+func ptrTo[T any](v reflect.Value) *T {
+	if v.CanAddr() {
+		return v.Addr().Interface().(*T)
+	}
+	x := v.Interface().(T)
+	return &x
+}
+
 func resolveValue(v reflect.Value, env *schema.Env, red *redact.Redactor) any {
 	switch v.Type() {
 	case templateType:
-		t := v.Interface().(schema.Template)
+		t := ptrTo[schema.Template](v)
 		if t.IsZero() {
 			return nil
 		}
@@ -363,13 +328,13 @@ func resolveValue(v reflect.Value, env *schema.Env, red *redact.Redactor) any {
 		}
 		return red.String(s)
 	case connRefType:
-		if name := v.Interface().(schema.ConnRef).Name; name != "" {
+		if name := ptrTo[schema.ConnRef](v).Name; name != "" {
 			return name
 		}
 		return nil
 	case exprsType:
 		var out []string
-		for _, e := range v.Interface().(schema.Exprs) {
+		for _, e := range *ptrTo[schema.Exprs](v) {
 			out = append(out, e.Src)
 		}
 		return out

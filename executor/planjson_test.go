@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -32,6 +33,13 @@ steps:
   - id: two
     when: params.region == "eu"
     shell: {run: "echo ${{ params.url }}"}
+  - id: three
+    name: "Retried, timed, always: \u2028"
+    retry: {attempts: 3, delay: 1s, backoff: 2}
+    timeout: 30s
+    always: true
+    when: params.region != "eu"
+    sql: {on: db, script: "UPDATE t SET v = $1", args: ['${{ params.region }}', 'é']}
 `
 	cases := map[string][]byte{"inline.yaml": []byte(inline)}
 	files, _ := filepath.Glob("../examples/*.yaml")
@@ -114,6 +122,7 @@ func TestIndentJSON(t *testing.T) {
 		map[string]any{"a": []any{}, "b": map[string]any{}, "c": []any{1, "x", nil, true, map[string]any{"d": []any{[]any{}}}}},
 		map[string]any{`k"e,y:{[`: `v\"}],:\\`, "\\": "\\\\\"", "u": "é\u2028<&>\t\n"},
 		[]any{map[string]any{"a": 1.5e-9, "b": -0.0}, []any{[]any{[]any{}}, map[string]any{}}},
+		big(),
 	} {
 		src, err := json.Marshal(v)
 		if err != nil {
@@ -124,7 +133,25 @@ func TestIndentJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := indentJSON(nil, src); string(got) != want.String() {
-			t.Errorf("%s:\n got %s\nwant %s", src, got, want.String())
+			t.Errorf("%.200s:\n got %.200s\nwant %.200s", src, got, want.String())
+		}
+		// The same handed to a writer as it goes.
+		var got bytes.Buffer
+		in := indenter{w: &got}
+		in.write(src)
+		in.flush()
+		if in.err != nil || got.String() != want.String() {
+			t.Errorf("%.200s through a writer: %v\n got %.200s\nwant %.200s", src, in.err, got.String(), want.String())
 		}
 	}
+}
+
+// big is a value whose JSON is over 64 KiB, so that an indenter with a
+// writer hands it over more than once.
+func big() []any {
+	var v []any
+	for i := range 2000 {
+		v = append(v, map[string]any{"i": i, "s": fmt.Sprintf("item, number: %d {%q}", i, "x")})
+	}
+	return v
 }
