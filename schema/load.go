@@ -34,7 +34,7 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, Errors{{File: path, Msg: cleanOSError(err)}}
 	}
 	defer f.Close()
-	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	src, err := readAll(f)
 	if err != nil {
 		return nil, Errors{{File: path, Msg: cleanOSError(err)}}
 	}
@@ -42,6 +42,31 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, tooLarge(path)
 	}
 	return src, nil
+}
+
+// readAll reads f to its end, or to one byte past MaxFileSize, into a buffer
+// of f's size, as os.ReadFile does: io.ReadAll's doubling would allocate and
+// copy about twice the file.
+func readAll(f *os.File) ([]byte, error) {
+	size := 512
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = int(min(fi.Size(), MaxFileSize)) + 1
+	}
+	b := make([]byte, 0, size)
+	for len(b) <= MaxFileSize {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := f.Read(b[len(b):min(cap(b), MaxFileSize+1)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 func tooLarge(file string) Errors {
