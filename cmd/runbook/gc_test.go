@@ -10,7 +10,7 @@ import (
 func TestCollectLate(t *testing.T) {
 	percent, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
 	debug.SetGCPercent(percent)
-	restore := collectLate()
+	restore := collectLate("")
 	gotPercent, gotLimit := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1) // -1 reads without changing the limit
 	restore()
 	if gotPercent != -1 || gotLimit != lateHeap {

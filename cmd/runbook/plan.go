@@ -35,7 +35,7 @@ errors.`,
 			if format != "text" && format != "json" {
 				return usagef("--format must be text or json, not %q", format)
 			}
-			defer collectLate()()
+			defer collectLate(args[0])()
 			rb, vals, err := pf.load(args[0])
 			if err != nil {
 				return err

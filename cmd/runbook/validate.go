@@ -28,7 +28,7 @@ makes them errors. Exit 0 when valid, 2 otherwise.`,
   runbook validate migrate.yaml --strict`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			defer collectLate()()
+			defer collectLate(args[0])()
 			var rb *schema.Runbook
 			var err error
 			if len(pf.varsFiles)+len(pf.vars) == 0 {
