@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -238,6 +239,66 @@ func TestCopyKilledAndResumed(t *testing.T) {
 	checkSameTables(t, src, tgt)
 	if n := tgt.value(t, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'"); n != "5" {
 		t.Errorf("%s indexes on the target, want 5", n)
+	}
+}
+
+// TestCopyEndsOrphanedIndexBuild: a copy killed while the target builds an
+// index leaves the build running on the server (its client is gone, it does
+// not know yet). The resume ends that session first (copy.orphans.ended)
+// instead of waiting for its build and its rollback, then builds the index
+// itself.
+func TestCopyEndsOrphanedIndexBuild(t *testing.T) {
+	src, tgt := newDB(t), newDB(t)
+	src.exec(t, `CREATE FUNCTION slow_key(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM pg_sleep(0.01); RETURN x; END$$;
+		CREATE TABLE slow (id int PRIMARY KEY, x int);
+		INSERT INTO slow SELECT g, g FROM generate_series(1, 600) g;
+		CREATE INDEX slow_x ON slow (x);`)
+	// The slow index is made after the load: slow_key runs once a row, 6 s
+	// for the target's build.
+	src.exec(t, "DROP INDEX slow_x; CREATE INDEX slow_x ON slow (slow_key(x))")
+	dir := copyRunbook(t, "      jobs: 1\n      index_jobs: 1\n")
+	args := []string{"copy.yaml", "--state", "st.json", "--yes"}
+	watch := tgt.srv.Connect(t, tgt.name)
+	var orphan int32
+	kill := func(pgid int, done <-chan struct{}) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for ctx.Err() == nil {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if watch.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+				WHERE datname = current_database() AND state = 'active' AND query LIKE '%CREATE INDEX slow_x%' AND pid <> pg_backend_pid()`).Scan(&orphan) == nil {
+				syscall.Kill(-pgid, syscall.SIGKILL)
+				return
+			}
+		}
+	}
+	code, out := copyRun(t, dir, src, tgt, nil, kill, append([]string{"run"}, args...)...)
+	if code != -1 || orphan == 0 {
+		t.Fatalf("run: exit %d, the index build not caught (pid %d)\n%s", code, orphan, testbin.Tail(out, 3000))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := tgt.value(t, fmt.Sprintf("SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active'", orphan)); n != "1" {
+		t.Fatalf("the killed run's index build (pid %d) is not running on the target: the test shows nothing", orphan)
+	}
+	start := time.Now()
+	code, out = copyRun(t, dir, src, tgt, nil, nil, append([]string{"resume"}, args...)...)
+	if code != 0 {
+		t.Fatalf("resume: exit %d\n%s", code, testbin.Tail(out, 4000))
+	}
+	if !strings.Contains(out, `"event":"copy.orphans.ended"`) || !strings.Contains(out, `"sessions":1`) {
+		t.Errorf("the resume did not say it ended the last invocation's session:\n%s", testbin.Tail(out, 4000))
+	}
+	t.Logf("resume took %s", time.Since(start).Round(time.Millisecond))
+	if n := tgt.value(t, fmt.Sprintf("SELECT count(*) FROM pg_stat_activity WHERE pid = %d", orphan)); n != "0" {
+		t.Errorf("the killed run's session (pid %d) still runs after the resume", orphan)
+	}
+	checkSameTables(t, src, tgt)
+	if def := tgt.value(t, "SELECT indexdef FROM pg_indexes WHERE indexname = 'slow_x'"); !strings.Contains(def, "slow_key(x)") {
+		t.Errorf("index slow_x on the target: %q", def)
 	}
 }
 
