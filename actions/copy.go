@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -105,27 +104,14 @@ func (a *Copy) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	if _, err := rc.Conns.Conn(ctx, a.From.Name); err != nil {
 		return nil, err
 	}
-	tgt, err := rc.Conns.Conn(ctx, a.To.Name)
-	if err != nil {
-		return nil, err
-	}
-	sessions := &copySessions{rc: rc}
-	if err := sessions.endOrphans(ctx, tgt); err != nil {
+	if _, err := rc.Conns.Conn(ctx, a.To.Name); err != nil {
 		return nil, err
 	}
 	obs := &copyObserver{events: rc.Events, start: time.Now(), jobs: jobs}
 	res, err := pgcopy.Run(ctx, pgcopy.Options{
 		Dial: func(ctx context.Context, target bool) (*pgx.Conn, error) {
 			if target {
-				conn, err := rc.Conns.Extra(ctx, a.To.Name)
-				if err != nil {
-					return nil, err
-				}
-				if err := sessions.add(ctx, conn); err != nil {
-					conn.Close(context.Background())
-					return nil, err
-				}
-				return conn, nil
+				return rc.Conns.Extra(ctx, a.To.Name)
 			}
 			return rc.Conns.Extra(ctx, a.From.Name)
 		},
@@ -219,89 +205,4 @@ func (j *copyJournal) LoadPlan() ([]byte, error) {
 	}
 	defer r.Close()
 	return io.ReadAll(r)
-}
-
-// copySessions keeps, in a blob of the step, the identities of the copy's
-// target sessions, so that a resume ends those a dead invocation left on the
-// server before it starts. A client killed during a CREATE INDEX does not stop
-// it: the server builds the index to the end (a core and the table's lock
-// held), then rolls it back when it finds the client gone, and the resume's
-// build of the same index waits for it all that time before starting over.
-type copySessions struct {
-	rc   *Context
-	mu   sync.Mutex
-	list []copySession
-}
-
-type copySession struct {
-	PID   uint32    `json:"pid"`
-	Start time.Time `json:"backend_start"`
-}
-
-const copySessionsBlob = "sessions"
-
-// add records conn's backend before the copy uses it.
-func (s *copySessions) add(ctx context.Context, conn *pgx.Conn) error {
-	id, err := pgtx.Identify(ctx, conn.PgConn())
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.list = append(s.list, copySession{PID: id.PID, Start: id.Start})
-	return s.rc.Journal.PutBlob(copySessionsBlob, func(w io.Writer) error {
-		return json.NewEncoder(w).Encode(s.list)
-	})
-}
-
-// endOrphans terminates the target sessions an earlier invocation recorded
-// that still run (pid and start time both match: never another session),
-// and waits until they are gone, at most a minute.
-func (s *copySessions) endOrphans(ctx context.Context, tgt *pgx.Conn) error {
-	r, err := s.rc.Journal.OpenBlob(copySessionsBlob)
-	if errors.Is(err, ErrNoBlob) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var old []copySession
-	err = json.NewDecoder(r).Decode(&old)
-	r.Close()
-	if err != nil || len(old) == 0 {
-		return nil // an interrupted write: the sessions of a copy that had barely begun
-	}
-	pids, starts := make([]int32, len(old)), make([]time.Time, len(old))
-	for i, o := range old {
-		pids[i], starts[i] = int32(o.PID), o.Start
-	}
-	// Terminated again every 100 ms until none is left: the signal is
-	// harmless to repeat, and pid and start time are matched every time.
-	const end = `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN unnest($1::int[], $2::timestamptz[]) o(pid, start)
-		ON a.pid = o.pid AND date_trunc('milliseconds', a.backend_start) = date_trunc('milliseconds', o.start)`
-	deadline := time.Now().Add(time.Minute)
-	for ended := -1; ; {
-		tag, err := tgt.Exec(ctx, end, pids, starts)
-		if err != nil {
-			return fmt.Errorf("ending the target sessions of the copy's last invocation: %w", err)
-		}
-		left := int(tag.RowsAffected())
-		if ended < 0 {
-			ended = left
-		}
-		if left == 0 {
-			if ended > 0 {
-				s.rc.Events.Emit(CopyOrphans{Sessions: ended})
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d target session(s) of the copy's last invocation did not end within a minute of pg_terminate_backend", left)
-		}
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }

@@ -11,7 +11,7 @@ import (
 // The events of the copy action.
 
 func init() {
-	event.MustRegister(CopyPhase{}, CopyPartStart{}, CopyPartEnd{}, CopyDone{}, CopyOrphans{})
+	event.MustRegister(CopyPhase{}, CopyPartStart{}, CopyPartEnd{}, CopyDone{})
 }
 
 // CopyPhase: a phase of the copy begins (schema, data, post-data, verify),
@@ -38,20 +38,6 @@ func (e CopyPhase) Problem() (event.Issue, bool) {
 		return event.Issue{}, false
 	}
 	return event.Issue{Level: event.Info, Message: fmt.Sprintf("copy resumed: %s, %d of %d already committed", e.Phase, e.Total-e.Todo, e.Total)}, true
-}
-
-// CopyOrphans: a resumed copy ended the target sessions its last invocation
-// left running (an index build whose client was killed goes on without it).
-type CopyOrphans struct {
-	Sessions int `json:"sessions"`
-}
-
-// Name implements event.Event.
-func (CopyOrphans) Name() string { return "copy.orphans.ended" }
-
-// Message implements event.Event.
-func (e CopyOrphans) Message() string {
-	return fmt.Sprintf("copy: ended %d target session(s) the last invocation left running", e.Sessions)
 }
 
 // CopyPartStart: a table part's COPY begins.

@@ -244,9 +244,9 @@ func TestCopyKilledAndResumed(t *testing.T) {
 
 // TestCopyEndsOrphanedIndexBuild: a copy killed while the target builds an
 // index leaves the build running on the server (its client is gone, it does
-// not know yet). The resume ends that session first (copy.orphans.ended)
-// instead of waiting for its build and its rollback, then builds the index
-// itself.
+// not know yet). The resume ends that session first (conn.orphans.ended: the
+// executor records every session, the copy's extra ones included) instead of
+// waiting for its build and its rollback, then builds the index itself.
 func TestCopyEndsOrphanedIndexBuild(t *testing.T) {
 	src, tgt := newDB(t), newDB(t)
 	src.exec(t, `CREATE FUNCTION slow_key(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM pg_sleep(0.01); RETURN x; END$$;
@@ -289,7 +289,7 @@ func TestCopyEndsOrphanedIndexBuild(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("resume: exit %d\n%s", code, testbin.Tail(out, 4000))
 	}
-	if !strings.Contains(out, `"event":"copy.orphans.ended"`) || !strings.Contains(out, `"sessions":1`) {
+	if !strings.Contains(out, `"event":"conn.orphans.ended","conn":"target","sessions":1`) {
 		t.Errorf("the resume did not say it ended the last invocation's session:\n%s", testbin.Tail(out, 4000))
 	}
 	t.Logf("resume took %s", time.Since(start).Round(time.Millisecond))

@@ -31,6 +31,8 @@ type conns struct {
 	red  *redact.Redactor
 	// identify checks and records the identity of a server on first connect.
 	identify func(name string, s Server) error
+	// opened records each session before it is used (sessions.go).
+	opened func(ctx context.Context, name string, conn *pgx.Conn) error
 	// pass are the connections' password files (passfile.go), made on
 	// first use; passDir is the fallback directory, when one was needed.
 	pass    map[string]*secretFile
@@ -109,6 +111,12 @@ func (c *conns) dial(ctx context.Context, name string, announce bool) (*pgx.Conn
 	}
 	if c.identify != nil {
 		if err := c.identify(name, srv); err != nil {
+			conn.Close(context.Background())
+			return nil, err
+		}
+	}
+	if c.opened != nil {
+		if err := c.opened(ctx, name, conn); err != nil {
 			conn.Close(context.Background())
 			return nil, err
 		}

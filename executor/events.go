@@ -16,7 +16,7 @@ import (
 
 func init() {
 	event.MustRegister(RunStart{}, RunEnd{}, RunPaused{}, RunInterrupted{}, StepStart{}, StepSkip{}, StepRetry{},
-		StepEnd{}, StepFailureIgnored{}, StepSettled{}, TxTerminated{}, ConnOpen{}, LogTruncated{})
+		StepEnd{}, StepFailureIgnored{}, StepSettled{}, TxTerminated{}, SessionsEnded{}, ConnOpen{}, LogTruncated{})
 }
 
 // RunStart begins an invocation of a run: a run, or a resume.
@@ -304,6 +304,34 @@ func (TxTerminated) Level() event.Level { return event.Warn }
 // Problem implements event.Problem.
 func (e TxTerminated) Problem() (event.Issue, bool) {
 	return event.Issue{Level: event.Warn, Message: fmt.Sprintf("%s: ended the dead run's open transaction (backend pid %d)", e.Step, e.BackendPID)}, true
+}
+
+// SessionsEnded: a resume ended the sessions the run's last invocation left
+// running on a connection (a statement whose client was killed runs on);
+// Error says why it could not end them all.
+type SessionsEnded struct {
+	Conn     string `json:"conn"`
+	Sessions int    `json:"sessions"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Name implements event.Event.
+func (SessionsEnded) Name() string { return "conn.orphans.ended" }
+
+// Message implements event.Event.
+func (e SessionsEnded) Message() string {
+	if e.Error != "" {
+		return fmt.Sprintf("connection %s: the sessions the last invocation left running were not all ended: %s", e.Conn, e.Error)
+	}
+	return fmt.Sprintf("connection %s: ended %d session(s) the last invocation left running", e.Conn, e.Sessions)
+}
+
+// Level implements event.Leveler.
+func (e SessionsEnded) Level() event.Level { return event.Warn }
+
+// Problem implements event.Problem: the operator sees it.
+func (e SessionsEnded) Problem() (event.Issue, bool) {
+	return event.Issue{Level: event.Warn, Message: e.Message()}, true
 }
 
 // ConnOpen: a connection's session was opened.

@@ -104,16 +104,18 @@ type Result struct {
 
 // Runner executes one run.
 type runner struct {
-	o     Options
-	rb    *schema.Runbook
-	st    *State
-	red   *redact.Redactor
-	log   zerolog.Logger // the JSON lines: console and audit log
-	human *console.Console
-	conns *conns
-	env   *schema.Env
-	dir   string
-	audit *auditWriter
+	o  Options
+	rb *schema.Runbook
+	st *State
+	// sessions are this invocation's sessions and the last one's (sessions.go).
+	sessions *sessions
+	red      *redact.Redactor
+	log      zerolog.Logger // the JSON lines: console and audit log
+	human    *console.Console
+	conns    *conns
+	env      *schema.Env
+	dir      string
+	audit    *auditWriter
 	// paused is the confirm step the run paused at.
 	paused string
 	// plan is the sealed plan the run executes; nil for none.
@@ -230,6 +232,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	r.conns = newConns(rb, urls, app, r.emit, red)
 	r.conns.identify = r.identify
+	r.sessions, r.conns.opened = newSessions(st), r.opened
 	for name, u := range urls {
 		if info, err := ParseConnInfo(u); err == nil {
 			env.Conn[name] = info

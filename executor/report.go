@@ -288,7 +288,7 @@ func (r *Report) add(cur *ReportInvocation, rec event.Record, line int) *ReportI
 	case RunEnd:
 		s.Outcome, s.Error, s.Ended, s.Duration = e.Outcome, e.Error, rec.Time, e.Duration
 		return cur
-	case ConnOpen, PlanApplied:
+	case ConnOpen, PlanApplied, SessionsEnded:
 		s.Notes = append(s.Notes, ReportNote{Event: ev, Line: line, Message: rec.Message, Time: rec.Time})
 		return cur
 	case RunPaused, RunInterrupted:

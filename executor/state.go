@@ -48,6 +48,9 @@ type State struct {
 	Ended    *time.Time        `json:"ended_at,omitempty"`
 	Outcome  string            `json:"outcome,omitempty"` // succeeded | failed | interrupted | approval-required | refused | rejected
 	Servers  map[string]Server `json:"servers,omitempty"`
+	// Sessions are the server processes of the run's last sessions on each
+	// connection (sessions.go): a resume ends those still running.
+	Sessions map[string][]Session `json:"sessions,omitempty"`
 	// From and Only are the run's step selection (run --from, --only):
 	// resume keeps to it.
 	From     string             `json:"from,omitempty"`
@@ -197,12 +200,13 @@ func (u *UnitState) forRecord() *UnitState {
 // record is one journal line: a change of one step's record (its header
 // replaced, the units it names replaced), or of the run's header fields.
 type record struct {
-	Step    *StepState     `json:"step,omitempty"`
-	Server  *serverRecord  `json:"server,omitempty"`
-	Outcome string         `json:"outcome,omitempty"`
-	Ended   *time.Time     `json:"ended_at,omitempty"`
-	Approve *approveRecord `json:"approval,omitempty"`
-	Reopen  *reopenRecord  `json:"reopen,omitempty"`
+	Step     *StepState      `json:"step,omitempty"`
+	Server   *serverRecord   `json:"server,omitempty"`
+	Outcome  string          `json:"outcome,omitempty"`
+	Ended    *time.Time      `json:"ended_at,omitempty"`
+	Approve  *approveRecord  `json:"approval,omitempty"`
+	Reopen   *reopenRecord   `json:"reopen,omitempty"`
+	Sessions *sessionsRecord `json:"sessions,omitempty"`
 }
 
 type serverRecord struct {
@@ -340,6 +344,12 @@ func (st *State) apply(r *record) {
 	}
 	if r.Server != nil {
 		st.Servers[r.Server.Conn] = r.Server.Server
+	}
+	if r.Sessions != nil {
+		if st.Sessions == nil {
+			st.Sessions = map[string][]Session{}
+		}
+		st.Sessions[r.Sessions.Conn] = r.Sessions.List
 	}
 	if r.Approve != nil {
 		if st.Approved == nil {
