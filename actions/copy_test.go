@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -260,22 +259,8 @@ func TestCopyEndsOrphanedIndexBuild(t *testing.T) {
 	args := []string{"copy.yaml", "--state", "st.json", "--yes"}
 	watch := tgt.srv.Connect(t, tgt.name)
 	var orphan int32
-	kill := func(pgid int, done <-chan struct{}) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for ctx.Err() == nil {
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			if watch.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-				WHERE datname = current_database() AND state = 'active' AND query LIKE '%CREATE INDEX slow_x%' AND pid <> pg_backend_pid()`).Scan(&orphan) == nil {
-				syscall.Kill(-pgid, syscall.SIGKILL)
-				return
-			}
-		}
-	}
+	kill := testbin.KillWhenActive(watch, "%CREATE INDEX slow_x%", &orphan)
+
 	code, out := copyRun(t, dir, src, tgt, nil, kill, append([]string{"run"}, args...)...)
 	if code != -1 || orphan == 0 {
 		t.Fatalf("run: exit %d, the index build not caught (pid %d)\n%s", code, orphan, testbin.Tail(out, 3000))

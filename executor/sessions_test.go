@@ -1,12 +1,10 @@
 package executor_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,22 +46,8 @@ steps:
 	bin := buildBinary(t)
 	watch := srv.Connect(t, db)
 	var orphan int32
-	kill := func(pgid int, done <-chan struct{}) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for ctx.Err() == nil {
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			if watch.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-				WHERE datname = current_database() AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()`).Scan(&orphan) == nil {
-				syscall.Kill(-pgid, syscall.SIGKILL)
-				return
-			}
-		}
-	}
+	kill := testbin.KillWhenActive(watch, "%pg_sleep%", &orphan)
+
 	args := []string{"orphans.yaml", "--state", "st.json", "--log-format", "json"}
 	env := []string{"DB_URL=" + url}
 	code, out := testbin.Run(t, bin, testbin.Cmd{Dir: dir, Env: env, Kill: kill}, append([]string{"run"}, args...)...)

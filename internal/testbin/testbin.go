@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 var built struct {
@@ -114,6 +116,29 @@ func KillAfter(d time.Duration) func(pgid int, done <-chan struct{}) {
 		case <-time.After(d):
 			syscall.Kill(-pgid, syscall.SIGKILL)
 		case <-done:
+		}
+	}
+}
+
+// KillWhenActive returns a Kill that watches the server through conn and
+// kills the process group as soon as another session runs a statement whose
+// text is LIKE pattern; *pid is then that session's backend. It gives up
+// after a minute.
+func KillWhenActive(conn *pgx.Conn, pattern string, pid *int32) func(pgid int, done <-chan struct{}) {
+	return func(pgid int, done <-chan struct{}) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for ctx.Err() == nil {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if conn.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+				WHERE datname = current_database() AND state = 'active' AND query LIKE $1 AND pid <> pg_backend_pid()`, pattern).Scan(pid) == nil {
+				syscall.Kill(-pgid, syscall.SIGKILL)
+				return
+			}
 		}
 	}
 }
