@@ -69,9 +69,10 @@ const orphanWait = time.Minute
 
 // endOrphans terminates the sessions in last that still run — the pid and
 // the start time must both match, so no other session is touched — and
-// waits until they are gone. It does not fail the run: a session it cannot
-// end (another role's, after the connection's user changed) is said, and the
-// resume goes on as it would have without this.
+// waits until they are gone. It does not fail the run: sessions it cannot
+// end are said (another role's, after the connection's user changed: their
+// start time is hidden, or the signal refused), and the resume goes on as it
+// would have without this.
 func (r *runner) endOrphans(ctx context.Context, name string, conn *pgx.Conn, last []Session) {
 	if len(last) == 0 {
 		return
@@ -80,31 +81,50 @@ func (r *runner) endOrphans(ctx context.Context, name string, conn *pgx.Conn, la
 	for i, o := range last {
 		pids[i], starts[i] = int32(o.PID), o.Start
 	}
-	// Signalled again every 100 ms until none is left: harmless to repeat,
-	// and matched on pid and start time every time.
-	const end = `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a
-		JOIN unnest($1::int[], $2::timestamptz[]) o(pid, start)
-		  ON a.pid = o.pid AND date_trunc('milliseconds', a.backend_start) = date_trunc('milliseconds', o.start)
-		WHERE a.pid <> pg_backend_pid()`
+	// A row per recorded session still there: signalled (true), or its
+	// start time hidden from this role (NULL: it cannot be told from another
+	// session that got the pid since). Signalled again every 100 ms until
+	// none is left: harmless to repeat, and matched every time.
+	const end = `SELECT CASE WHEN a.backend_start IS NULL THEN NULL ELSE pg_terminate_backend(a.pid) END
+		  FROM unnest($1::int[], $2::timestamptz[]) o(pid, start)
+		  JOIN pg_stat_activity a ON a.pid = o.pid
+		 WHERE a.pid <> pg_backend_pid()
+		   AND (a.backend_start IS NULL OR date_trunc('milliseconds', a.backend_start) = date_trunc('milliseconds', o.start))`
 	deadline := time.Now().Add(orphanWait)
 	ended := -1
 	for {
-		tag, err := conn.Exec(ctx, end, pids, starts)
+		rows, err := conn.Query(ctx, end, pids, starts)
 		if err != nil {
 			r.emit("", SessionsEnded{Conn: name, Sessions: max(ended, 0), Error: r.red.Error(err).Error()})
 			return
 		}
-		left := int(tag.RowsAffected())
+		found, err := pgx.CollectRows(rows, pgx.RowTo[*bool])
+		if err != nil {
+			r.emit("", SessionsEnded{Conn: name, Sessions: max(ended, 0), Error: r.red.Error(err).Error()})
+			return
+		}
+		left, hidden := 0, 0
+		for _, f := range found {
+			if f == nil {
+				hidden++
+			} else {
+				left++
+			}
+		}
 		if ended < 0 {
 			ended = left
 		}
-		if left == 0 {
+		switch {
+		case hidden > 0 && left == 0:
+			r.emit("", SessionsEnded{Conn: name, Sessions: ended,
+				Error: fmt.Sprintf("%d session(s) that may be the last invocation's are not visible to this role (pg_stat_activity hides their start): not ended", hidden)})
+			return
+		case left == 0:
 			if ended > 0 {
 				r.emit("", SessionsEnded{Conn: name, Sessions: ended})
 			}
 			return
-		}
-		if time.Now().After(deadline) {
+		case time.Now().After(deadline):
 			r.emit("", SessionsEnded{Conn: name, Sessions: ended,
 				Error: fmt.Sprintf("%d of them still ran %s after pg_terminate_backend", left, orphanWait)})
 			return
