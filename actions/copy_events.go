@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/runbookhq/runbook/internal/event"
+	"github.com/runbookhq/runbook/internal/humanize"
 	"github.com/runbookhq/runbook/internal/pgcopy"
 )
 
@@ -77,7 +78,7 @@ func (e CopyPartEnd) PartOf() event.Part { return event.Part{Name: e.Part, Phase
 
 // Detail implements event.Detailer.
 func (e CopyPartEnd) Detail() string {
-	return fmt.Sprintf("copied %s: %s, %s in %s", e.Part, rowCount(e.Rows), byteSize(e.Bytes), e.Duration.Round(time.Millisecond))
+	return fmt.Sprintf("copied %s: %s, %s in %s", e.Part, rowCount(e.Rows), humanize.Bytes(float64(e.Bytes)), e.Duration.Round(time.Millisecond))
 }
 
 // CopyDone: the copy ended; Resumed parts were committed before this
@@ -97,7 +98,7 @@ func (CopyDone) Name() string { return "copy.done" }
 
 // Message implements event.Event.
 func (e CopyDone) Message() string {
-	return fmt.Sprintf("copied %d tables (%d parts), %s, %s", e.Tables, e.Parts, rowCount(e.Rows), byteSize(e.Bytes))
+	return fmt.Sprintf("copied %d tables (%d parts), %s, %s", e.Tables, e.Parts, rowCount(e.Rows), humanize.Bytes(float64(e.Bytes)))
 }
 
 // CopyProgress is how far the rows' copy is. It is live: shown on a
@@ -147,17 +148,4 @@ func (o *copyObserver) Progress(p pgcopy.Progress) {
 	if o.events.Live() {
 		o.events.Emit(CopyProgress{Bytes: p.Bytes, TotalBytes: p.TotalBytes, Parts: p.Parts, TotalParts: p.TotalParts, Rows: p.Rows, Busy: p.Busy, Jobs: o.jobs})
 	}
-}
-
-// byteSize formats a byte count with binary units: 288.9 MiB.
-func byteSize(n int64) string {
-	b, units, i := float64(n), []string{"B", "KiB", "MiB", "GiB", "TiB"}, 0
-	for b >= 1024 && i < len(units)-1 {
-		b /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", n)
-	}
-	return fmt.Sprintf("%.1f %s", b, units[i])
 }

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/runbookhq/runbook/internal/event"
+	"github.com/runbookhq/runbook/internal/humanize"
 )
 
 // Options configure a Console.
@@ -445,9 +446,9 @@ func (c *Console) progressParts(s *stepView) (pp progressParts, ok bool) {
 		}
 	}
 	for _, a := range p.Also {
-		v := count(a.Done)
+		v := humanize.Count(a.Done)
 		if a.Total > 0 {
-			v += "/" + count(a.Total)
+			v += "/" + humanize.Count(a.Total)
 		}
 		pp.also = append(pp.also, a.Label+" "+v)
 	}

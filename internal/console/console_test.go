@@ -213,16 +213,6 @@ func TestFormat(t *testing.T) {
 			t.Errorf("human(%s) = %s, want %s", d, got, want)
 		}
 	}
-	for n, want := range map[float64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 86400000: "82.4 MiB", 302960000: "289 MiB"} {
-		if got := bytesize(n); got != want {
-			t.Errorf("bytesize(%v) = %s, want %s", n, got, want)
-		}
-	}
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1234: "-1,234"} {
-		if got := count(n); got != want {
-			t.Errorf("count(%d) = %s, want %s", n, got, want)
-		}
-	}
 	for d, want := range map[time.Duration]string{
 		925 * time.Millisecond: "<1s", 1400 * time.Millisecond: "1s", 41 * time.Second: "41s", 125 * time.Second: "2m05s",
 	} {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/runbookhq/runbook/internal/humanize"
 )
 
 // human formats a duration for a person: 350ms, 4.2s, 41s, 2m05s, 1h02m.
@@ -42,47 +44,12 @@ func clock(d time.Duration) string {
 	return human(d)
 }
 
-// bytesize formats a byte count with binary units: 288.9 MiB.
-func bytesize(b float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
-	i := 0
-	for b >= 1024 && i < len(units)-1 {
-		b /= 1024
-		i++
-	}
-	prec := 1
-	if i == 0 || b >= 100 {
-		prec = 0
-	}
-	return strconv.FormatFloat(b, 'f', prec, 64) + " " + units[i]
-}
-
-// count formats an integer with thousands separators: 1,234,567.
-func count(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	if neg {
-		s = s[1:]
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
 // amount formats n of a unit: sizes for bytes, counts otherwise.
 func amount(n float64, unit string) string {
 	if unit == "bytes" {
-		return bytesize(n)
+		return humanize.Bytes(n)
 	}
-	return count(int64(n))
+	return humanize.Count(int64(n))
 }
 
 // truncate cuts s to at most width runes, marking the cut with "…".
