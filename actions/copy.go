@@ -107,7 +107,7 @@ func (a *Copy) Run(ctx context.Context, rc *Context) (Outputs, error) {
 	if _, err := rc.Conns.Conn(ctx, a.To.Name); err != nil {
 		return nil, err
 	}
-	obs := &copyObserver{events: rc.Events, start: time.Now(), jobs: jobs}
+	obs := &copyObserver{events: rc.Events, start: time.Now(), jobs: jobs, indexJobs: idx}
 	res, err := pgcopy.Run(ctx, pgcopy.Options{
 		Dial: func(ctx context.Context, target bool) (*pgx.Conn, error) {
 			if target {

@@ -155,8 +155,10 @@ func TestCopyEveryKindOfData(t *testing.T) {
 			t.Errorf("%s: %s = %q, want %q", c.what, c.sql, got, c.want)
 		}
 	}
-	// The split tables were copied in parts: big by its key, nopk by blocks.
-	for _, part := range []string{`"part":"public.big#2"`, `"part":"public.nopk#2"`} {
+	// The split tables were copied in parts: big by its key, nopk by blocks;
+	// each index build is recorded, begun and ended.
+	for _, part := range []string{`"part":"public.big#2"`, `"part":"public.nopk#2"`,
+		`"event":"copy.item.start","item":"big_t","type":"INDEX"`, `"event":"copy.item.end","item":"big_t","type":"INDEX","duration":`} {
 		if !strings.Contains(out, part) {
 			t.Errorf("no %s in the events:\n%s", part, testbin.Tail(out, 3000))
 		}

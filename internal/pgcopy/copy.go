@@ -51,6 +51,10 @@ type Observer interface {
 	PartStart(t *Table, p Part)
 	PartEnd(t *Table, p Part, rows, bytes int64, d time.Duration)
 	Progress(p Progress)
+	// ItemStart and ItemEnd bracket a post-data item's build (an index, a
+	// constraint …).
+	ItemStart(it Item)
+	ItemEnd(it Item, d time.Duration)
 }
 
 // PhaseInfo says a phase of the copy begins: "schema", "data",
@@ -68,6 +72,8 @@ type Progress struct {
 	Parts, TotalParts int
 	Rows              int64
 	Busy              int
+	// Built of Items post-data items are built, Building are in progress.
+	Built, Items, Building int
 }
 
 // Options configure a copy.
@@ -156,6 +162,10 @@ type copier struct {
 
 	bytes, rows atomic.Int64
 	parts, busy atomic.Int64
+	// built counts the post-data items built, building those in progress.
+	built, building atomic.Int64
+	// totalBytes and totalParts are the data's, for progress reports.
+	totalBytes, totalParts atomic.Int64
 }
 
 // Run copies the source into the target, or goes on with a copy the
@@ -177,6 +187,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Tables: len(c.plan.Tables)}
+	if c.Schema && c.plan.PostData != nil {
+		for i := range c.plan.PostData.Items {
+			if c.Journal.Unit(c.unit(fmt.Sprintf("%s%d", unitPostPrefix, i+1))) != nil {
+				c.built.Add(1) // by an earlier attempt
+			}
+		}
+	}
 	if c.Schema && c.Journal.Unit(c.unit(unitPreData)) == nil {
 		c.Observer.Phase(PhaseInfo{Name: "schema", Todo: len(c.plan.PreData.Items), Total: len(c.plan.PreData.Items)})
 		if err := c.preData(ctx); err != nil {
@@ -532,8 +549,14 @@ func (c *copier) data(ctx context.Context, lead *pgx.Conn, res *Result) error {
 }
 
 func (c *copier) progress(totalBytes int64, totalParts int) {
+	c.totalBytes.Store(totalBytes)
+	c.totalParts.Store(int64(totalParts))
+	items := 0
+	if c.Schema && c.plan.PostData != nil {
+		items = len(c.plan.PostData.Items)
+	}
 	c.Observer.Progress(Progress{Bytes: c.bytes.Load(), TotalBytes: totalBytes, Parts: int(c.parts.Load()), TotalParts: totalParts,
-		Rows: c.rows.Load(), Busy: int(c.busy.Load())})
+		Rows: c.rows.Load(), Busy: int(c.busy.Load()), Built: int(c.built.Load()), Items: items, Building: int(c.building.Load())})
 }
 
 // worker holds a source session in the snapshot and a target session.
@@ -883,6 +906,22 @@ func (c *copier) postSession(ctx context.Context) (*pgx.Conn, error) {
 
 func (c *copier) postItem(ctx context.Context, conn *pgx.Conn, i int) error {
 	it := c.plan.PostData.Items[i]
+	start := time.Now()
+	c.building.Add(1)
+	c.Observer.ItemStart(it)
+	c.progress(c.totalBytes.Load(), int(c.totalParts.Load()))
+	err := c.buildItem(ctx, conn, i, it)
+	c.building.Add(-1)
+	if err != nil {
+		return err
+	}
+	c.built.Add(1)
+	c.Observer.ItemEnd(it, time.Since(start))
+	c.progress(c.totalBytes.Load(), int(c.totalParts.Load()))
+	return nil
+}
+
+func (c *copier) buildItem(ctx context.Context, conn *pgx.Conn, i int, it Item) error {
 	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
 		return err
 	}
