@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"sort"
 	"strconv"
+
+	"github.com/runbookhq/runbook/internal/jsonstr"
 )
 
 // MarshalJSON implements json.Marshaler: the bytes encoding/json writes for
@@ -31,7 +33,7 @@ func AppendOutputs(b []byte, o Outputs) ([]byte, bool) {
 	}
 	keys := make([]string, 0, len(o))
 	for k := range o {
-		if !plainJSON(k) {
+		if !jsonstr.Plain(k) {
 			return b, false
 		}
 		keys = append(keys, k)
@@ -49,7 +51,7 @@ func AppendOutputs(b []byte, o Outputs) ([]byte, bool) {
 		case nil:
 			b = append(b, "null"...)
 		case string:
-			if !plainJSON(v) {
+			if !jsonstr.Plain(v) {
 				return b, false
 			}
 			b = append(b, '"')
@@ -70,15 +72,4 @@ func AppendOutputs(b []byte, o Outputs) ([]byte, bool) {
 		}
 	}
 	return append(b, '}'), true
-}
-
-// plainJSON reports whether json.Marshal writes s between quotes as it is:
-// printable ASCII without ", \, <, > or &.
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }

@@ -5,12 +5,15 @@ import (
 	"io"
 	"slices"
 	"strconv"
+
+	"github.com/runbookhq/runbook/internal/jsonstr"
 )
 
 // The plan's JSON is written by hand, byte for byte what encoding/json writes
 // (TestPlanJSONSharesSteps): a plan of 5,000 steps is over 1 MB of JSON, and
 // encoding/json's reflection over the actions' maps, its doubling buffer and
 // the copy it returns were a fifth of `plan`'s time (docs/performance.md, P4).
+// Strings are quoted by jsonstr.Append.
 
 // appendSteps appends steps as json.Marshal writes them.
 func appendSteps(b []byte, steps []PlanStep) ([]byte, error) {
@@ -75,7 +78,7 @@ func appendField(b []byte, key, value string, omitempty bool) []byte {
 		return b
 	}
 	b = append(append(append(b, ',', '"'), key...), '"', ':')
-	return appendString(b, value)
+	return jsonstr.Append(b, value)
 }
 
 // appendValue appends what resolveValue returns: strings, bools, integers,
@@ -87,7 +90,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendString(b, v), nil
+		return jsonstr.Append(b, v), nil
 	case bool:
 		return strconv.AppendBool(b, v), nil
 	case int64:
@@ -101,7 +104,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, s)
+			b = jsonstr.Append(b, s)
 		}
 		return append(b, ']'), nil
 	case []any:
@@ -133,7 +136,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(appendString(b, k), ':')
+			b = append(jsonstr.Append(b, k), ':')
 			if b, err = appendValue(b, v[k]); err != nil {
 				return nil, err
 			}
@@ -145,17 +148,6 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, x...), nil
-}
-
-// appendString appends s quoted as encoding/json quotes it: a plain string
-// as it is, the rest through encoding/json (its escapes, HTML-safe, and
-// invalid UTF-8 replaced).
-func appendString(b []byte, s string) []byte {
-	if !plain(s) {
-		x, _ := json.Marshal(s)
-		return append(b, x...)
-	}
-	return append(append(append(b, '"'), s...), '"')
 }
 
 // indenter indents compact JSON as json.Indent(dst, src, "", "  ") does: a

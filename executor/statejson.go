@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/runbookhq/runbook/actions"
+	"github.com/runbookhq/runbook/internal/jsonstr"
 )
 
 // The state's journal records and its snapshot are encoded without
@@ -48,7 +49,7 @@ func encodeRecord(r *record) ([]byte, error) {
 func appendStep(b []byte, s *StepState) ([]byte, bool) {
 	ok := true
 	str := func(b []byte, v string) []byte {
-		if !plain(v) {
+		if !jsonstr.Plain(v) {
 			ok = false
 		}
 		b = append(b, '"')
@@ -116,7 +117,7 @@ func appendUnit(b []byte, u *UnitState, ok bool) ([]byte, bool) {
 	if u == nil {
 		return append(b, "null"...), ok
 	}
-	if len(u.Async) > 0 || !plain(u.Conn) {
+	if len(u.Async) > 0 || !jsonstr.Plain(u.Conn) {
 		return b, false
 	}
 	n := len(b)
@@ -165,7 +166,7 @@ func appendUnit(b []byte, u *UnitState, ok bool) ([]byte, bool) {
 
 // appendTx appends tx as json.Marshal writes it.
 func appendTx(b []byte, tx *actions.Tx, ok bool) ([]byte, bool) {
-	if !plain(tx.Unit) || !plain(tx.Conn) {
+	if !jsonstr.Plain(tx.Unit) || !jsonstr.Plain(tx.Conn) {
 		return b, false
 	}
 	b = append(b, `{"unit":"`...)
@@ -217,16 +218,4 @@ func appendRaw(b, raw []byte, ok bool) ([]byte, bool) {
 		return b, false
 	}
 	return append(b, raw...), ok
-}
-
-// plain reports whether json.Marshal writes s between quotes as it is:
-// printable ASCII without ", \, <, > or &.
-func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }

@@ -1,9 +1,21 @@
 // Package jsonstr encodes strings as JSON, byte for byte as encoding/json
 // does, for the hot paths that write JSON by hand: the steps' digests
-// (schema) and the frozen statement lists (executor).
+// (schema), the frozen statement lists, the plan, the state's records and
+// the steps' outputs.
 package jsonstr
 
 import "unicode/utf8"
+
+// Plain reports whether encoding/json writes s between quotes as it is:
+// printable ASCII without ", \, <, > or &.
+func Plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
 
 // Append appends s as encoding/json encodes a string (HTML characters,
 // U+2028, U+2029 and invalid UTF-8 escaped), without its allocations.
