@@ -164,8 +164,10 @@ type copier struct {
 	parts, busy atomic.Int64
 	// built counts the post-data items built, building those in progress.
 	built, building atomic.Int64
-	// totalBytes and totalParts are the data's, for progress reports.
-	totalBytes, totalParts atomic.Int64
+	// totalBytes and totalParts are the data's, for progress reports: set
+	// by data before its workers start.
+	totalBytes int64
+	totalParts int
 }
 
 // Run copies the source into the target, or goes on with a copy the
@@ -436,11 +438,10 @@ type job struct {
 // time; then the large objects and the sequences.
 func (c *copier) data(ctx context.Context, lead *pgx.Conn, res *Result) error {
 	var todo []job
-	var totalBytes int64
 	for _, t := range c.plan.Tables {
 		for _, p := range t.Parts {
 			res.Parts++
-			totalBytes += p.Bytes
+			c.totalBytes += p.Bytes
 			if d := c.Journal.Unit(c.unit(p.ID)); d != nil {
 				var pd partData
 				json.Unmarshal(d, &pd)
@@ -454,6 +455,7 @@ func (c *copier) data(ctx context.Context, lead *pgx.Conn, res *Result) error {
 			todo = append(todo, job{t, p})
 		}
 	}
+	c.totalParts = res.Parts
 	c.Observer.Phase(PhaseInfo{Name: "data", Todo: len(todo), Total: res.Parts, Resumed: res.Resumed > 0})
 	sort.SliceStable(todo, func(i, j int) bool { return todo[i].p.Bytes > todo[j].p.Bytes })
 
@@ -469,11 +471,11 @@ func (c *copier) data(ctx context.Context, lead *pgx.Conn, res *Result) error {
 			case <-stop:
 				return
 			case <-t.C:
-				c.progress(totalBytes, res.Parts)
+				c.progress()
 			}
 		}
 	}()
-	defer func() { close(stop); ticker.Wait(); c.progress(totalBytes, res.Parts) }()
+	defer func() { close(stop); ticker.Wait(); c.progress() }()
 
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan job)
@@ -548,14 +550,12 @@ func (c *copier) data(ctx context.Context, lead *pgx.Conn, res *Result) error {
 	return nil
 }
 
-func (c *copier) progress(totalBytes int64, totalParts int) {
-	c.totalBytes.Store(totalBytes)
-	c.totalParts.Store(int64(totalParts))
+func (c *copier) progress() {
 	items := 0
 	if c.Schema && c.plan.PostData != nil {
 		items = len(c.plan.PostData.Items)
 	}
-	c.Observer.Progress(Progress{Bytes: c.bytes.Load(), TotalBytes: totalBytes, Parts: int(c.parts.Load()), TotalParts: totalParts,
+	c.Observer.Progress(Progress{Bytes: c.bytes.Load(), TotalBytes: c.totalBytes, Parts: int(c.parts.Load()), TotalParts: c.totalParts,
 		Rows: c.rows.Load(), Busy: int(c.busy.Load()), Built: int(c.built.Load()), Items: items, Building: int(c.building.Load())})
 }
 
@@ -909,7 +909,7 @@ func (c *copier) postItem(ctx context.Context, conn *pgx.Conn, i int) error {
 	start := time.Now()
 	c.building.Add(1)
 	c.Observer.ItemStart(it)
-	c.progress(c.totalBytes.Load(), int(c.totalParts.Load()))
+	c.progress()
 	err := c.buildItem(ctx, conn, i, it)
 	c.building.Add(-1)
 	if err != nil {
@@ -917,7 +917,7 @@ func (c *copier) postItem(ctx context.Context, conn *pgx.Conn, i int) error {
 	}
 	c.built.Add(1)
 	c.Observer.ItemEnd(it, time.Since(start))
-	c.progress(c.totalBytes.Load(), int(c.totalParts.Load()))
+	c.progress()
 	return nil
 }
 
